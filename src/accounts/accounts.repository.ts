@@ -1,0 +1,49 @@
+import { sql } from 'kysely';
+import type { DB } from '../db/database.ts';
+import { current } from '../db/unit-of-work.ts';
+
+export interface Account {
+  id: string;
+  email: string;
+  passwordHash: string;
+  disabledAt: Date | null;
+}
+
+export function createAccountsRepository(db: DB) {
+  return {
+    async findByEmail(email: string): Promise<Account | undefined> {
+      const row = await current(db)
+        .selectFrom('accounts')
+        .select(['id', 'email', 'password_hash', 'disabled_at'])
+        .where(sql<string>`lower(email)`, '=', email.toLowerCase())
+        .executeTakeFirst();
+      return row && { id: row.id, email: row.email, passwordHash: row.password_hash, disabledAt: row.disabled_at };
+    },
+    async findActiveById(id: string): Promise<Account | undefined> {
+      if (!/^[0-9a-f-]{36}$/i.test(id)) return undefined;
+      const row = await current(db)
+        .selectFrom('accounts')
+        .select(['id', 'email', 'password_hash', 'disabled_at'])
+        .where('id', '=', id)
+        .where('disabled_at', 'is', null)
+        .executeTakeFirst();
+      return row && { id: row.id, email: row.email, passwordHash: row.password_hash, disabledAt: row.disabled_at };
+    },
+    async insert(email: string, passwordHash: string): Promise<Account | undefined> {
+      const row = await current(db)
+        .insertInto('accounts')
+        .values({ email, password_hash: passwordHash })
+        .onConflict((oc) => oc.expression(sql`lower(email)`).doNothing())
+        .returning(['id', 'email', 'password_hash', 'disabled_at'])
+        .executeTakeFirst();
+      return row && { id: row.id, email: row.email, passwordHash: row.password_hash, disabledAt: row.disabled_at };
+    },
+    async updatePassword(id: string, passwordHash: string): Promise<void> {
+      await current(db)
+        .updateTable('accounts')
+        .set({ password_hash: passwordHash, updated_at: sql<Date>`now()` })
+        .where('id', '=', id)
+        .execute();
+    },
+  };
+}

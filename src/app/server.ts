@@ -1,0 +1,76 @@
+/**
+ * Starts Gatehouse: open the database, migrate when configured, load keys, listen, sweep expired
+ * rows, and drain on SIGTERM/SIGINT.
+ */
+import { createServer, type Server } from 'node:http';
+import type { Logger } from 'pino';
+import type { Config } from '../config/config.ts';
+import { openDatabase, type DatabaseHandle } from '../db/database.ts';
+import { migrateToLatest, pendingMigrations } from '../db/migrator.ts';
+import { sweepExpired } from '../oidc/adapter.ts';
+import { buildApp } from './deps.ts';
+
+export interface RunningServer {
+  server: Server;
+  url: string;
+  database: DatabaseHandle;
+  stop(): Promise<void>;
+}
+
+export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
+  for (const warning of config.warnings) logger.warn({ event: 'config.warning' }, warning);
+
+  const database = await openDatabase({
+    url: config.databaseUrl,
+    dataDir: config.dataDir,
+    poolSize: config.databasePoolSize,
+  });
+  try {
+    if (config.migrateOnStart) {
+      const applied = await migrateToLatest(database.db);
+      if (applied.length) logger.info({ event: 'db.migrated', applied }, `applied ${applied.length} migration(s)`);
+    } else {
+      const pending = await pendingMigrations(database.db);
+      if (pending.length) throw new Error(`the database has pending migrations (${pending.join(', ')}): run \`gatehouse migrate\``);
+    }
+
+    const { app } = await buildApp(config, database, logger);
+    const server = createServer(app.callback());
+    server.keepAliveTimeout = 65_000;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.port, config.host, () => resolve());
+    });
+    const address = server.address();
+    const port = typeof address === 'object' && address ? address.port : config.port;
+
+    let sweeping: Promise<unknown> = Promise.resolve();
+    const sweeper =
+      config.sweepInterval > 0
+        ? setInterval(() => {
+            sweeping = sweepExpired(database.db)
+              .then((n) => n && logger.debug({ event: 'db.swept', deleted: n }, 'deleted expired rows'))
+              .catch((err: unknown) => logger.warn({ err }, 'sweeping expired rows failed'));
+          }, config.sweepInterval * 1000)
+        : undefined;
+    sweeper?.unref();
+
+    return {
+      server,
+      url: `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`,
+      database,
+      async stop() {
+        if (sweeper) clearInterval(sweeper);
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeIdleConnections();
+        });
+        await sweeping;
+        await database.close();
+      },
+    };
+  } catch (err) {
+    await database.close();
+    throw err;
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * Redirect-URI rules for MCP clients (OAuth 2.1 §1.5 and §2.3.1; RFC 8252 §7; RFC 9700 §2.1).
+ *
+ * - https URIs: any host, matched exactly.
+ * - http only on loopback (127.0.0.1, [::1], localhost), where any port is accepted at
+ *   authorization time (RFC 8252 §7.3).
+ * - private-use schemes (`cursor://…`, `vscode://…`, `com.example.app:/cb`; RFC 8252 §7.1).
+ * - never fragments (RFC 6749 §3.1.2), wildcards, credentials, or the dangerous schemes
+ *   `javascript:`, `data:`, `file:`, `vbscript:`, `blob:`, `about:`.
+ */
+export type RedirectUriKind = 'https' | 'loopback' | 'private-use';
+export type RedirectUriCheck = { ok: true; kind: RedirectUriKind } | { ok: false; reason: string };
+
+export const LOOPBACK_HOSTS = new Set(['127.0.0.1', '[::1]', 'localhost']);
+const FORBIDDEN_SCHEMES = new Set(['javascript:', 'vbscript:', 'data:', 'blob:', 'file:', 'about:', 'ws:', 'wss:', 'ftp:']);
+const SCHEME = /^[a-z][a-z0-9+.-]*:/i;
+export const MAX_REDIRECT_URI_LENGTH = 2000;
+
+export function checkRedirectUri(uri: unknown): RedirectUriCheck {
+  if (typeof uri !== 'string' || !uri) return { ok: false, reason: 'redirect_uris must contain strings' };
+  const shown = JSON.stringify(uri.length > 100 ? `${uri.slice(0, 100)}…` : uri);
+  if (uri.length > MAX_REDIRECT_URI_LENGTH) return { ok: false, reason: `${shown} is longer than ${MAX_REDIRECT_URI_LENGTH} characters` };
+  if (/[\s\x00-\x1f\x7f]/.test(uri)) return { ok: false, reason: `${shown} contains whitespace or control characters` };
+  if (!SCHEME.test(uri)) return { ok: false, reason: `${shown} is not an absolute URI` };
+  const url = URL.parse(uri);
+  if (!url) return { ok: false, reason: `${shown} is not a valid URI` };
+  if (uri.includes('#')) return { ok: false, reason: `${shown} must not contain a fragment` };
+  if (uri.includes('*')) return { ok: false, reason: `${shown} must not contain wildcards` };
+  if (url.username || url.password) return { ok: false, reason: `${shown} must not contain credentials` };
+  if (FORBIDDEN_SCHEMES.has(url.protocol)) return { ok: false, reason: `${shown} uses the forbidden ${url.protocol.slice(0, -1)} scheme` };
+  if (url.protocol === 'https:') {
+    if (!url.hostname) return { ok: false, reason: `${shown} has no host` };
+    return { ok: true, kind: 'https' };
+  }
+  if (url.protocol === 'http:') {
+    if (LOOPBACK_HOSTS.has(url.hostname)) return { ok: true, kind: 'loopback' };
+    return { ok: false, reason: `${shown} uses http on a host that is not loopback: use https, or http://127.0.0.1 for native apps` };
+  }
+  return { ok: true, kind: 'private-use' };
+}
+
+export type ClientMetadataProblem = { error: 'invalid_redirect_uri' | 'invalid_client_metadata'; description: string };
+
+/**
+ * Normalises MCP client metadata in place: clients whose redirect URIs are loopback or private-use
+ * are native apps (most MCP clients omit `application_type`, RFC 7591 §2 defaults it to web, and a
+ * web client would need an exact port); a public client has no secret. Returns the first problem.
+ */
+export function normalizeClientMetadata(metadata: Record<string, unknown>): ClientMetadataProblem | undefined {
+  const uris = metadata.redirect_uris;
+  if (uris !== undefined && !Array.isArray(uris)) {
+    return { error: 'invalid_client_metadata', description: 'redirect_uris must be an array' };
+  }
+  const kinds = new Set<RedirectUriKind>();
+  for (const uri of (uris as unknown[] | undefined) ?? []) {
+    const check = checkRedirectUri(uri);
+    if (!check.ok) return { error: 'invalid_redirect_uri', description: check.reason };
+    kinds.add(check.kind);
+  }
+  if (kinds.has('loopback') || kinds.has('private-use')) metadata.application_type = 'native';
+  if (metadata.token_endpoint_auth_method === 'none') {
+    delete metadata.client_secret;
+    delete metadata.client_secret_expires_at;
+  }
+  return undefined;
+}

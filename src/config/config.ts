@@ -1,0 +1,290 @@
+/**
+ * The one configuration schema. Every setting is named, described and defaulted here; the README's
+ * configuration table is checked against {@link settings} by a test, so the two cannot drift.
+ *
+ * This is the only module that reads `process.env` (conventions §4).
+ */
+import { z } from 'zod';
+
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+/** Parses "600", "600s", "10m", "12h", "30d" into seconds. */
+export function parseDuration(value: string): number | undefined {
+  const m = /^\s*(\d+)\s*([smhd]?)\s*$/i.exec(value);
+  if (!m) return undefined;
+  const n = Number(m[1]);
+  const unit = (m[2] ?? '').toLowerCase();
+  const factor = unit === 'm' ? 60 : unit === 'h' ? 3600 : unit === 'd' ? 86400 : 1;
+  return n * factor;
+}
+
+const duration = (min: number, max: number) =>
+  z
+    .string()
+    .transform((v, ctx) => {
+      const s = parseDuration(v);
+      if (s === undefined) {
+        ctx.addIssue({ code: 'custom', message: 'must be a duration such as 600, 10m, 12h or 30d' });
+        return z.NEVER;
+      }
+      if (s < min || s > max) {
+        ctx.addIssue({ code: 'custom', message: `must be between ${min}s and ${max}s` });
+        return z.NEVER;
+      }
+      return s;
+    });
+
+const bool = z
+  .string()
+  .transform((v, ctx) => {
+    const s = v.trim().toLowerCase();
+    if (['1', 'true', 'yes', 'on'].includes(s)) return true;
+    if (['0', 'false', 'no', 'off'].includes(s)) return false;
+    ctx.addIssue({ code: 'custom', message: 'must be true or false' });
+    return z.NEVER;
+  });
+
+const port = z
+  .string()
+  .regex(/^\d+$/, 'must be a port number')
+  .transform(Number)
+  .refine((n) => n >= 0 && n <= 65535, 'must be between 0 and 65535');
+
+const int = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, 'must be a whole number')
+    .transform(Number)
+    .refine((n) => n >= min && n <= max, `must be between ${min} and ${max}`);
+
+/** A setting: its environment variable, what it means, and its default (as the operator would type it). */
+export interface Setting {
+  env: string;
+  description: string;
+  default?: string;
+  schema: z.ZodType<unknown, string>;
+}
+
+const DAY = 86400;
+
+/** Every setting Gatehouse reads. Order is the order of the README table. */
+export const settings = {
+  production: {
+    env: 'NODE_ENV',
+    description:
+      '`production` turns on production mode: the issuer must be https (or loopback), a key-encryption key and DATABASE_URL are required.',
+    default: 'development',
+    schema: z.string().transform((v) => v === 'production'),
+  },
+  port: {
+    env: 'PORT',
+    description: 'TCP port of the public listener (issuer, login and consent pages).',
+    default: '4000',
+    schema: port,
+  },
+  host: {
+    env: 'GATEHOUSE_HOST',
+    description: 'Address the public listener binds to. Use 0.0.0.0 in a container.',
+    default: '127.0.0.1',
+    schema: z.string().min(1),
+  },
+  issuer: {
+    env: 'GATEHOUSE_ISSUER',
+    description:
+      'The issuer identifier: the exact URL clients use to reach Gatehouse, without a path or trailing slash. Defaults to http://localhost:PORT.',
+    schema: z.string(),
+  },
+  databaseUrl: {
+    env: 'DATABASE_URL',
+    description: 'PostgreSQL connection string. When unset, an embedded PostgreSQL (PGlite) under GATEHOUSE_DATA_DIR is used.',
+    schema: z.string().min(1),
+  },
+  dataDir: {
+    env: 'GATEHOUSE_DATA_DIR',
+    description: 'Folder for the embedded database when DATABASE_URL is unset.',
+    default: './data',
+    schema: z.string().min(1),
+  },
+  databasePoolSize: {
+    env: 'GATEHOUSE_DATABASE_POOL_SIZE',
+    description: 'Maximum PostgreSQL connections per process.',
+    default: '10',
+    schema: int(1, 500),
+  },
+  keyEncryptionKey: {
+    env: 'GATEHOUSE_KEY_ENCRYPTION_KEY',
+    description:
+      'Key that encrypts private signing keys, cookie keys and client secrets at rest: 32 bytes as 64 hex characters (generate one with `openssl rand -hex 32`). Required in production; in development a fixed development key is used with a warning.',
+    schema: z
+      .string()
+      .regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex characters: generate one with `openssl rand -hex 32`'),
+  },
+  migrateOnStart: {
+    env: 'GATEHOUSE_MIGRATE_ON_START',
+    description: 'Apply pending migrations when the server starts. Set to false when a separate `gatehouse migrate` step runs them.',
+    default: 'true',
+    schema: bool,
+  },
+  trustProxy: {
+    env: 'GATEHOUSE_TRUST_PROXY',
+    description: 'Trust X-Forwarded-* headers from a TLS-terminating reverse proxy.',
+    default: 'false',
+    schema: bool,
+  },
+  registration: {
+    env: 'GATEHOUSE_REGISTRATION',
+    description: 'Dynamic client registration (RFC 7591) at /reg: `open` (any client may register) or `disabled`.',
+    default: 'open',
+    schema: z.enum(['open', 'disabled']),
+  },
+  logLevel: {
+    env: 'GATEHOUSE_LOG_LEVEL',
+    description: 'Log level: fatal, error, warn, info, debug, trace or silent.',
+    default: 'info',
+    schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+  },
+  accessTokenTtl: {
+    env: 'GATEHOUSE_ACCESS_TOKEN_TTL',
+    description: 'Default access-token lifetime for a newly added resource (each resource may set its own).',
+    default: '10m',
+    schema: duration(30, DAY),
+  },
+  authorizationCodeTtl: {
+    env: 'GATEHOUSE_AUTHORIZATION_CODE_TTL',
+    description: 'Lifetime of an authorization code.',
+    default: '60s',
+    schema: duration(10, 600),
+  },
+  refreshTokenIdleTtl: {
+    env: 'GATEHOUSE_REFRESH_TOKEN_IDLE_TTL',
+    description: 'A refresh token unused for this long expires. Each rotation starts the clock again.',
+    default: '30d',
+    schema: duration(60, 365 * DAY),
+  },
+  refreshTokenAbsoluteTtl: {
+    env: 'GATEHOUSE_REFRESH_TOKEN_ABSOLUTE_TTL',
+    description: 'No refresh-token chain outlives this, counted from the user\'s authorization; then the user signs in again.',
+    default: '90d',
+    schema: duration(60, 3 * 365 * DAY),
+  },
+  sessionTtl: {
+    env: 'GATEHOUSE_SESSION_TTL',
+    description: 'Browser sign-in session at Gatehouse. Tokens do not depend on it.',
+    default: '12h',
+    schema: duration(60, 30 * DAY),
+  },
+  interactionTtl: {
+    env: 'GATEHOUSE_INTERACTION_TTL',
+    description: 'Time a user has to finish sign-in and consent.',
+    default: '10m',
+    schema: duration(60, DAY),
+  },
+  sweepInterval: {
+    env: 'GATEHOUSE_SWEEP_INTERVAL',
+    description: 'How often expired rows are deleted from the database (0 turns the sweeper off).',
+    default: '5m',
+    schema: duration(0, DAY),
+  },
+} satisfies Record<string, Setting>;
+
+type Settings = typeof settings;
+type Raw = { [K in keyof Settings]: z.output<Settings[K]['schema']> };
+
+export interface Config extends Omit<Raw, 'issuer' | 'databaseUrl' | 'keyEncryptionKey'> {
+  issuer: string;
+  databaseUrl: string | undefined;
+  /** 32 bytes, or undefined when the development key is in use. */
+  keyEncryptionKey: Buffer | undefined;
+  /** Problems that do not stop start-up outside production, worth a loud warning. */
+  warnings: string[];
+}
+
+export class ConfigError extends Error {
+  constructor(public readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export function isLoopbackHost(hostname: string): boolean {
+  return LOOPBACK_HOSTS.has(hostname.toLowerCase());
+}
+
+/**
+ * Parses the environment into a {@link Config}. Fails with a {@link ConfigError} listing every
+ * problem at once.
+ */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const problems: string[] = [];
+  const warnings: string[] = [];
+  const out: Record<string, unknown> = {};
+
+  for (const [key, setting] of Object.entries(settings) as [keyof Settings, Setting][]) {
+    const raw = env[setting.env];
+    const value = raw === undefined || raw === '' ? setting.default : raw;
+    if (value === undefined) {
+      out[key] = undefined;
+      continue;
+    }
+    const parsed = setting.schema.safeParse(value);
+    if (parsed.success) out[key] = parsed.data;
+    else problems.push(`${setting.env}: ${parsed.error.issues.map((i) => i.message).join('; ')} (got "${redact(setting.env, value)}")`);
+  }
+
+  const production = out.production === true;
+  const port = typeof out.port === 'number' ? out.port : 4000;
+  const issuer = typeof out.issuer === 'string' ? out.issuer : `http://localhost:${port}`;
+  const issuerProblem = checkIssuer(issuer, production);
+  if (issuerProblem) problems.push(`GATEHOUSE_ISSUER: ${issuerProblem} (got "${issuer}")`);
+  else if (!production && new URL(issuer).protocol === 'http:' && !isLoopbackHost(new URL(issuer).hostname)) {
+    warnings.push(`GATEHOUSE_ISSUER is http on a non-loopback host (${issuer}); this is refused in production.`);
+  }
+
+  if (production && out.keyEncryptionKey === undefined) {
+    problems.push('GATEHOUSE_KEY_ENCRYPTION_KEY: required in production: generate one with `openssl rand -hex 32`');
+  }
+  if (production && out.databaseUrl === undefined) {
+    problems.push('DATABASE_URL: required in production; the embedded database is for trying Gatehouse out');
+  }
+  if (
+    typeof out.refreshTokenIdleTtl === 'number' &&
+    typeof out.refreshTokenAbsoluteTtl === 'number' &&
+    out.refreshTokenIdleTtl > out.refreshTokenAbsoluteTtl
+  ) {
+    problems.push('GATEHOUSE_REFRESH_TOKEN_IDLE_TTL: must not be longer than GATEHOUSE_REFRESH_TOKEN_ABSOLUTE_TTL');
+  }
+
+  if (problems.length) throw new ConfigError(problems);
+  if (out.keyEncryptionKey === undefined) {
+    warnings.push(
+      'GATEHOUSE_KEY_ENCRYPTION_KEY is not set: private keys are encrypted under a DEVELOPMENT key that is public. Never use this outside development.',
+    );
+  }
+
+  return {
+    ...(out as Raw),
+    issuer,
+    databaseUrl: out.databaseUrl as string | undefined,
+    keyEncryptionKey:
+      typeof out.keyEncryptionKey === 'string' ? Buffer.from(out.keyEncryptionKey, 'hex') : undefined,
+    warnings,
+  };
+}
+
+/** RFC 8414 §2: the issuer is an https URL with no query or fragment. We also refuse a path (see DESIGN). */
+function checkIssuer(issuer: string, production: boolean): string | undefined {
+  const url = URL.parse(issuer);
+  if (!url) return 'must be an absolute URL such as https://auth.example.com';
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') return 'must be an https URL';
+  if (url.search || url.hash || issuer.includes('#') || issuer.includes('?')) return 'must not have a query or fragment';
+  if (url.username || url.password) return 'must not contain credentials';
+  if (url.pathname !== '/' || issuer.endsWith('/')) return 'must not have a path or a trailing slash';
+  if (url.protocol === 'http:' && production && !isLoopbackHost(url.hostname)) {
+    return 'must be https in production (only localhost may use http)';
+  }
+  return undefined;
+}
+
+function redact(envName: string, value: string): string {
+  return /KEY|SECRET|PASSWORD|URL/.test(envName) ? '…' : value;
+}

@@ -1,0 +1,71 @@
+/**
+ * Table types for Kysely. `test/contract/schema.test.ts` checks them against the migrated database.
+ */
+import type { ColumnType, Generated } from 'kysely';
+
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+type Json<T> = ColumnType<T, string, string>;
+
+export interface OidcPayloadsTable {
+  model: string;
+  id: string;
+  payload: Json<Record<string, unknown>>;
+  grant_id: string | null;
+  uid: string | null;
+  account_id: string | null;
+  client_id: string | null;
+  expires_at: Date | null;
+  consumed_at: Date | null;
+  created_at: Generated<Date>;
+}
+
+export interface ClientsTable {
+  client_id: string;
+  metadata: Json<Record<string, unknown>>;
+  client_secret_enc: string | null;
+  created_at: Generated<Date>;
+  updated_at: Generated<Date>;
+}
+
+export interface ResourceScope {
+  name: string;
+  description: string;
+}
+
+export interface ResourcesTable {
+  id: Generated<string>;
+  uri: string;
+  name: string;
+  scopes: Json<ResourceScope[]>;
+  default_scopes: Json<string[]>;
+  access_token_ttl: number;
+  created_at: Generated<Date>;
+  updated_at: Generated<Date>;
+}
+
+export interface AccountsTable {
+  id: Generated<string>;
+  email: string;
+  password_hash: string;
+  disabled_at: Date | null;
+  created_at: Generated<Date>;
+  updated_at: Generated<Date>;
+}
+
+export interface KeysTable {
+  kid: string;
+  use: 'sig' | 'cookie';
+  alg: string | null;
+  public_jwk: Json<Record<string, unknown>> | null;
+  private_enc: string;
+  created_at: Generated<Date>;
+  retired_at: Timestamp | null;
+}
+
+export interface Database {
+  oidc_payloads: OidcPayloadsTable;
+  clients: ClientsTable;
+  resources: ResourcesTable;
+  accounts: AccountsTable;
+  keys: KeysTable;
+}

@@ -1,0 +1,155 @@
+/**
+ * The login and consent pages (no JavaScript needed). oidc-provider sends the browser here with an
+ * interaction cookie; these routes sign the user in, show what the client asks for, and hand the
+ * result back to the provider.
+ */
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import Router from '@koa/router';
+import type { Context } from 'koa';
+import type { Logger } from 'pino';
+import type { AccountsService } from '../accounts/accounts.service.ts';
+import { FormBodyError, readForm } from '../http/form-body.ts';
+import type { Views } from '../http/views.ts';
+import { InteractionNotFoundError, type InteractionsFacade, type InteractionView } from '../oidc/interactions.facade.ts';
+import type { ResourcesService } from '../resources/resources.service.ts';
+import { LOOPBACK_HOSTS } from '../clients/redirect-uris.ts';
+
+export interface InteractionRoutesDeps {
+  interactions: InteractionsFacade;
+  accounts: AccountsService;
+  resources: ResourcesService;
+  views: Views;
+  logger: Logger;
+  /** Secret for CSRF tokens (the current cookie key). */
+  csrfSecret: string;
+}
+
+export function createInteractionRouter(deps: InteractionRoutesDeps): Router {
+  const router = new Router();
+
+  const csrfFor = (uid: string) => createHmac('sha256', deps.csrfSecret).update(`csrf:${uid}`).digest('base64url');
+  const csrfValid = (uid: string, token: string | null) => {
+    if (!token) return false;
+    const expected = Buffer.from(csrfFor(uid));
+    const given = Buffer.from(token);
+    return expected.length === given.length && timingSafeEqual(expected, given);
+  };
+
+  function page(ctx: Context, status: number, view: string, context: Record<string, unknown>) {
+    ctx.status = status;
+    ctx.type = 'html';
+    ctx.body = deps.views.render(view, context);
+  }
+
+  function errorPage(ctx: Context, status: number, title: string, message: string) {
+    page(ctx, status, 'error.njk', { title, message });
+  }
+
+  function loginPage(ctx: Context, view: InteractionView, status = 200, error?: string, email = '') {
+    page(ctx, status, 'login.njk', {
+      title: 'Sign in',
+      uid: view.uid,
+      clientName: view.clientName ?? view.clientId,
+      csrf: csrfFor(view.uid),
+      error,
+      email,
+    });
+  }
+
+  async function consentPage(ctx: Context, view: InteractionView) {
+    const resources = [];
+    for (const [uri, scopes] of Object.entries(view.missingResourceScopes)) {
+      const resource = await deps.resources.resolve(uri);
+      const described = new Map(resource?.scopes.map((s) => [s.name, s.description]));
+      resources.push({
+        name: resource?.name ?? uri,
+        uri,
+        scopes: scopes.map((name) => ({ name, description: described.get(name) ?? name })),
+      });
+    }
+    const redirect = URL.parse(view.redirectUri);
+    const redirectHost = redirect ? (redirect.host || `${redirect.protocol}//`) : view.redirectUri;
+    const account = view.accountId ? await deps.accounts.findActiveById(view.accountId) : undefined;
+    page(ctx, 200, 'consent.njk', {
+      title: 'Allow access?',
+      uid: view.uid,
+      clientName: view.clientName ?? view.clientId,
+      email: account?.email,
+      redirectHost,
+      localhostOnly: redirect?.protocol === 'http:' && LOOPBACK_HOSTS.has(redirect.hostname),
+      resources,
+      csrf: csrfFor(view.uid),
+    });
+  }
+
+  async function withInteraction(ctx: Context, handler: (view: InteractionView) => Promise<void>) {
+    try {
+      const view = await deps.interactions.load(ctx.req, ctx.res, ctx.params.uid ?? '');
+      await handler(view);
+    } catch (err) {
+      if (err instanceof InteractionNotFoundError) {
+        errorPage(ctx, 400, 'This sign-in request has expired', `${err.message}. Start again from your application.`);
+        return;
+      }
+      if (err instanceof FormBodyError) {
+        errorPage(ctx, err.status, 'Something was wrong with the form', err.message);
+        return;
+      }
+      throw err;
+    }
+  }
+
+  router.get('/interaction/:uid', (ctx) =>
+    withInteraction(ctx, async (view) => {
+      if (view.prompt === 'login') return loginPage(ctx, view);
+      if (view.prompt === 'consent') return consentPage(ctx, view);
+      errorPage(ctx, 400, 'Cannot continue', 'This request needs a step Gatehouse does not support.');
+    }),
+  );
+
+  router.post('/interaction/:uid/login', (ctx) =>
+    withInteraction(ctx, async (view) => {
+      const form = await readForm(ctx);
+      if (!csrfValid(view.uid, form.get('csrf'))) {
+        return errorPage(ctx, 403, 'The form has expired', 'Reload the page and sign in again.');
+      }
+      if (view.prompt !== 'login') return ctx.redirect(`/interaction/${view.uid}`);
+      const email = (form.get('email') ?? '').trim();
+      const password = form.get('password') ?? '';
+      if (!email || !password) return loginPage(ctx, view, 400, 'Enter your email and password.', email);
+      const account = await deps.accounts.authenticate(email, password);
+      if (!account) {
+        deps.logger.info({ event: 'login.failed', client_id: view.clientId }, 'sign-in failed');
+        return loginPage(ctx, view, 401, 'That email and password do not match an account.', email);
+      }
+      deps.logger.info({ event: 'login.succeeded', account_id: account.id, client_id: view.clientId }, 'signed in');
+      ctx.status = 303;
+      ctx.redirect(await deps.interactions.finishLogin(ctx.req, ctx.res, account.id));
+    }),
+  );
+
+  router.post('/interaction/:uid/consent', (ctx) =>
+    withInteraction(ctx, async (view) => {
+      const form = await readForm(ctx);
+      if (!csrfValid(view.uid, form.get('csrf'))) {
+        return errorPage(ctx, 403, 'The form has expired', 'Reload the page and decide again.');
+      }
+      if (view.prompt !== 'consent') return ctx.redirect(`/interaction/${view.uid}`);
+      const decision = form.get('decision');
+      let next: string;
+      if (decision === 'allow') {
+        next = await deps.interactions.finishConsent(ctx.req, ctx.res, view);
+        deps.logger.info({ event: 'consent.granted', account_id: view.accountId, client_id: view.clientId }, 'consent granted');
+      } else if (decision === 'deny') {
+        next = await deps.interactions.abort(ctx.req, ctx.res, 'access_denied', 'the user denied the request');
+        deps.logger.info({ event: 'consent.denied', account_id: view.accountId, client_id: view.clientId }, 'consent denied');
+      } else {
+        return errorPage(ctx, 400, 'Something was wrong with the form', 'Choose Allow or Deny.');
+      }
+      ctx.status = 303;
+      ctx.redirect(next);
+    }),
+  );
+
+  return router;
+}

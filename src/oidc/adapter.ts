@@ -1,0 +1,210 @@
+/**
+ * The PostgreSQL adapter for every oidc-provider model.
+ *
+ * - Token-like ids (codes, refresh/access tokens, registration access tokens, …) are stored as
+ *   their SHA-256 digest; the raw value appears nowhere in the row (`jti` is stripped and restored).
+ * - `consume` is one conditional UPDATE: of two concurrent redemptions exactly one succeeds; the
+ *   other gets `invalid_grant` (RFC 9700 §4.14.2, OAuth 2.1 §4.1.3 single use).
+ * - `find` reports consumed rows as `consumed` (oidc-provider's reuse detection relies on it) and
+ *   never returns expired rows.
+ * - Clients live in their own table, their secret encrypted under the key-encryption key.
+ */
+import { createHash } from 'node:crypto';
+import { sql } from 'kysely';
+import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
+import type { DB } from '../db/database.ts';
+import { current, currentUnitOfWork } from '../db/unit-of-work.ts';
+import type { SecretBox } from '../keys/secret-box.ts';
+
+/** Models whose ids are bearer secrets, stored only as digests. */
+export const HASHED_MODELS = new Set([
+  'AccessToken',
+  'AuthorizationCode',
+  'RefreshToken',
+  'RegistrationAccessToken',
+  'ClientCredentials',
+  'InitialAccessToken',
+  'DeviceCode',
+  'BackchannelAuthenticationRequest',
+  'PushedAuthorizationRequest',
+]);
+
+export function digestId(id: string): string {
+  return createHash('sha256').update(id).digest('base64url');
+}
+
+export interface AdapterDeps {
+  db: DB;
+  secretBox: SecretBox;
+}
+
+function markRevoked() {
+  const uow = currentUnitOfWork();
+  if (uow) uow.revoked = true;
+}
+
+class PayloadAdapter implements Adapter {
+  readonly #hashed: boolean;
+  constructor(
+    private readonly model: string,
+    private readonly deps: AdapterDeps,
+  ) {
+    this.#hashed = HASHED_MODELS.has(model);
+  }
+
+  #key(id: string) {
+    return this.#hashed ? digestId(id) : id;
+  }
+
+  async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
+    const stored: Record<string, unknown> = { ...payload };
+    if (this.#hashed) delete stored.jti;
+    const expiresAt = expiresIn ? new Date(Date.now() + expiresIn * 1000) : null;
+    const row = {
+      model: this.model,
+      id: this.#key(id),
+      payload: JSON.stringify(stored),
+      grant_id: payload.grantId ?? null,
+      uid: payload.uid ?? null,
+      account_id: payload.accountId ?? null,
+      client_id: payload.clientId ?? null,
+      expires_at: expiresAt,
+    };
+    await current(this.deps.db)
+      .insertInto('oidc_payloads')
+      .values(row)
+      .onConflict((oc) =>
+        oc.columns(['model', 'id']).doUpdateSet({
+          payload: row.payload,
+          grant_id: row.grant_id,
+          uid: row.uid,
+          account_id: row.account_id,
+          client_id: row.client_id,
+          expires_at: row.expires_at,
+        }),
+      )
+      .execute();
+  }
+
+  async find(id: string): Promise<AdapterPayload | undefined> {
+    const row = await current(this.deps.db)
+      .selectFrom('oidc_payloads')
+      .select(['payload', 'consumed_at'])
+      .where('model', '=', this.model)
+      .where('id', '=', this.#key(id))
+      .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', sql<Date>`now()`)]))
+      .executeTakeFirst();
+    if (!row) return undefined;
+    const payload = row.payload as AdapterPayload;
+    if (this.#hashed) payload.jti = id;
+    if (row.consumed_at) payload.consumed = Math.floor(row.consumed_at.getTime() / 1000);
+    return payload;
+  }
+
+  async findByUid(uid: string): Promise<AdapterPayload | undefined> {
+    const row = await current(this.deps.db)
+      .selectFrom('oidc_payloads')
+      .select(['payload'])
+      .where('model', '=', this.model)
+      .where('uid', '=', uid)
+      .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', sql<Date>`now()`)]))
+      .executeTakeFirst();
+    return row?.payload as AdapterPayload | undefined;
+  }
+
+  async findByUserCode(): Promise<AdapterPayload | undefined> {
+    return undefined; // the device flow is disabled
+  }
+
+  async consume(id: string): Promise<void> {
+    const result = await current(this.deps.db)
+      .updateTable('oidc_payloads')
+      .set({ consumed_at: sql<Date>`now()` })
+      .where('model', '=', this.model)
+      .where('id', '=', this.#key(id))
+      .where('consumed_at', 'is', null)
+      .executeTakeFirst();
+    if (result.numUpdatedRows === 0n) {
+      // Lost a race with a concurrent redemption (or the row is gone): never a second success.
+      throw new errors.InvalidGrant(`${this.model === 'RefreshToken' ? 'refresh token' : 'grant'} already used`);
+    }
+  }
+
+  async destroy(id: string): Promise<void> {
+    markRevoked();
+    await current(this.deps.db)
+      .deleteFrom('oidc_payloads')
+      .where('model', '=', this.model)
+      .where('id', '=', this.#key(id))
+      .execute();
+  }
+
+  async revokeByGrantId(grantId: string): Promise<void> {
+    markRevoked();
+    await current(this.deps.db)
+      .deleteFrom('oidc_payloads')
+      .where('model', '=', this.model)
+      .where('grant_id', '=', grantId)
+      .execute();
+  }
+}
+
+class ClientAdapter implements Adapter {
+  constructor(private readonly deps: AdapterDeps) {}
+
+  async upsert(id: string, payload: AdapterPayload): Promise<void> {
+    const { client_secret: secret, ...metadata } = payload as AdapterPayload & { client_secret?: string };
+    const secretEnc = typeof secret === 'string' ? this.deps.secretBox.encrypt(secret, `client-secret:${id}`) : null;
+    await current(this.deps.db)
+      .insertInto('clients')
+      .values({ client_id: id, metadata: JSON.stringify(metadata), client_secret_enc: secretEnc })
+      .onConflict((oc) =>
+        oc.column('client_id').doUpdateSet({
+          metadata: JSON.stringify(metadata),
+          client_secret_enc: secretEnc,
+          updated_at: sql<Date>`now()`,
+        }),
+      )
+      .execute();
+  }
+
+  async find(id: string): Promise<AdapterPayload | undefined> {
+    const row = await current(this.deps.db)
+      .selectFrom('clients')
+      .select(['metadata', 'client_secret_enc'])
+      .where('client_id', '=', id)
+      .executeTakeFirst();
+    if (!row) return undefined;
+    const payload = { ...row.metadata } as AdapterPayload & { client_secret?: string };
+    if (row.client_secret_enc) payload.client_secret = this.deps.secretBox.decrypt(row.client_secret_enc, `client-secret:${id}`);
+    return payload;
+  }
+
+  async findByUid(): Promise<undefined> {
+    return undefined;
+  }
+  async findByUserCode(): Promise<undefined> {
+    return undefined;
+  }
+  async consume(): Promise<void> {
+    throw new Error('clients are never consumed');
+  }
+  async destroy(id: string): Promise<void> {
+    await current(this.deps.db).deleteFrom('clients').where('client_id', '=', id).execute();
+  }
+  async revokeByGrantId(): Promise<void> {}
+}
+
+/** The adapter factory handed to oidc-provider (`adapter` option). */
+export function createAdapterFactory(deps: AdapterDeps): (model: string) => Adapter {
+  return (model: string) => (model === 'Client' ? new ClientAdapter(deps) : new PayloadAdapter(model, deps));
+}
+
+/** Deletes rows expired more than `graceSeconds` ago. Returns how many were deleted. */
+export async function sweepExpired(db: DB, graceSeconds = 300): Promise<number> {
+  const result = await db
+    .deleteFrom('oidc_payloads')
+    .where('expires_at', '<', sql<Date>`now() - make_interval(secs => ${graceSeconds})`)
+    .executeTakeFirst();
+  return Number(result.numDeletedRows);
+}

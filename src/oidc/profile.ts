@@ -1,0 +1,175 @@
+/**
+ * The OAuth 2.1 profile for MCP, in one place. Every oidc-provider option that matters is set here,
+ * with the rule it comes from.
+ */
+import Provider, { errors, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import type { AccountsService } from '../accounts/accounts.service.ts';
+import { normalizeClientMetadata } from '../clients/redirect-uris.ts';
+import type { Config } from '../config/config.ts';
+import type { DB } from '../db/database.ts';
+import { inUnitOfWork } from '../db/unit-of-work.ts';
+import type { KeyMaterial } from '../keys/keys.service.ts';
+import type { SecretBox } from '../keys/secret-box.ts';
+import type { ResourcesService } from '../resources/resources.service.ts';
+import { createAdapterFactory } from './adapter.ts';
+import { createGrantsRepository } from './grants.repository.ts';
+import { createResourceIndicatorsFeature, installResourceCanonicalization } from './resource-indicators.ts';
+
+export interface ProviderDeps {
+  config: Config;
+  db: DB;
+  secretBox: SecretBox;
+  keys: KeyMaterial;
+  resources: ResourcesService;
+  accounts: AccountsService;
+  renderError: (ctx: KoaContextWithOIDC, out: { error: string; error_description?: string }) => void;
+}
+
+/** Public routes. Names follow what MCP clients and RFC 8414 examples use. */
+export const ROUTES = {
+  authorization: '/authorize',
+  token: '/token',
+  registration: '/register',
+  jwks: '/jwks',
+  revocation: '/revoke',
+} as const;
+
+/** Requests whose database writes must be all-or-nothing (see db/unit-of-work.ts). */
+const TRANSACTIONAL = new Set([ROUTES.token, ROUTES.registration, ROUTES.revocation]);
+
+export function createProvider(deps: ProviderDeps): Provider {
+  const { config } = deps;
+  const grants = createGrantsRepository(deps.db);
+  const adapter = createAdapterFactory({ db: deps.db, secretBox: deps.secretBox });
+
+  const configuration: Configuration = {
+    adapter,
+    jwks: { keys: deps.keys.signing },
+    cookies: {
+      keys: deps.keys.cookies,
+      long: { httpOnly: true, sameSite: 'lax' },
+      short: { httpOnly: true, sameSite: 'lax' },
+      names: { session: 'gh_session', interaction: 'gh_interaction', resume: 'gh_resume' },
+    },
+    routes: ROUTES,
+    // OAuth 2.1 §4.1: the authorization code flow only; no implicit or hybrid.
+    responseTypes: ['code'],
+    // OAuth 2.1 §4.1.1 / §7.5.2, MCP authorization: PKCE for every client. oidc-provider only supports S256.
+    pkce: { required: () => true },
+    clientAuthMethods: ['none', 'client_secret_basic', 'client_secret_post', 'private_key_jwt'],
+    clientDefaults: {
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'none',
+      id_token_signed_response_alg: 'ES256',
+    },
+    enabledJWA: {
+      idTokenSigningAlgValues: ['ES256'],
+      clientAuthSigningAlgValues: ['ES256', 'ES384', 'PS256', 'RS256', 'EdDSA'],
+    },
+    scopes: ['offline_access'],
+    claims: { openid: ['sub'] },
+    // Refresh tokens for every client allowed the grant, without `offline_access` + prompt=consent,
+    // which MCP clients do not send (MCP 2026-07-28: clients must not assume one is issued).
+    issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+    // OAuth 2.1 §4.3.1: rotate refresh tokens of public clients; we rotate for everyone.
+    rotateRefreshToken: true,
+    // Tokens are not tied to the browser session at Gatehouse.
+    expiresWithSession: async () => false,
+    ttl: {
+      AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? config.accessTokenTtl,
+      AuthorizationCode: config.authorizationCodeTtl,
+      // Idle lifetime, capped by the absolute lifetime counted from the first token of the chain (iiat).
+      RefreshToken: (_ctx, token) => {
+        const now = Math.floor(Date.now() / 1000);
+        const iiat = (token as { iiat?: number }).iiat ?? now;
+        return Math.max(1, Math.min(config.refreshTokenIdleTtl, config.refreshTokenAbsoluteTtl - (now - iiat)));
+      },
+      Grant: config.refreshTokenAbsoluteTtl,
+      Session: config.sessionTtl,
+      Interaction: config.interactionTtl,
+      IdToken: 600,
+    },
+    // Runs on every client construction (DCR, stored, metadata documents): see clients/redirect-uris.ts.
+    extraClientMetadata: {
+      properties: ['software_id', 'software_version'],
+      validator(_ctx, key, _value, metadata) {
+        if (key !== 'software_id') return;
+        const problem = normalizeClientMetadata(metadata as unknown as Record<string, unknown>);
+        if (problem?.error === 'invalid_redirect_uri') throw new errors.InvalidRedirectUri(problem.description);
+        if (problem) throw new errors.InvalidClientMetadata(problem.description);
+      },
+    },
+    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+    async findAccount(_ctx, sub) {
+      const account = await deps.accounts.findActiveById(sub);
+      if (!account) return undefined;
+      return { accountId: account.id, claims: async () => ({ sub: account.id, email: account.email }) };
+    },
+    // Consent is remembered per user and client (and, through the grant, per resource and scope):
+    // reuse the newest live grant, with a fresh lifetime since the user just authorised again.
+    async loadExistingGrant(ctx) {
+      const accountId = ctx.oidc.session?.accountId;
+      const clientId = ctx.oidc.client?.clientId;
+      if (!accountId || !clientId) return undefined;
+      const grantId =
+        ctx.oidc.result?.consent?.grantId ||
+        ctx.oidc.session?.grantIdFor(clientId) ||
+        (await grants.findLatestGrantId(accountId, clientId));
+      if (!grantId) return undefined;
+      const grant = await ctx.oidc.provider.Grant.find(grantId);
+      if (!grant || grant.accountId !== accountId || grant.clientId !== clientId) return undefined;
+      if (!ctx.oidc.result?.consent?.grantId) {
+        (grant as { exp?: number }).exp = undefined;
+        (grant as { expiresIn?: number }).expiresIn = undefined;
+        await grant.save();
+      }
+      return grant;
+    },
+    async renderError(ctx, out) {
+      deps.renderError(ctx, out as { error: string; error_description?: string });
+    },
+    features: {
+      devInteractions: { enabled: false },
+      userinfo: { enabled: false },
+      introspection: { enabled: false },
+      revocation: { enabled: true },
+      rpInitiatedLogout: { enabled: false },
+      pushedAuthorizationRequests: { enabled: false },
+      dPoP: { enabled: false },
+      clientCredentials: { enabled: false },
+      // RFC 7591, open: MCP clients register themselves without an initial access token.
+      registration: {
+        enabled: config.registration === 'open',
+        initialAccessToken: false,
+        issueRegistrationAccessToken: false,
+      },
+      resourceIndicators: createResourceIndicatorsFeature({ resources: deps.resources }) as never,
+    },
+  };
+
+  const provider = new Provider(config.issuer, configuration);
+  provider.proxy = config.trustProxy;
+  installResourceCanonicalization(provider);
+
+  provider.use(async (ctx, next) => {
+    // Token, registration and revocation requests are all-or-nothing.
+    if (ctx.method === 'POST' && TRANSACTIONAL.has(ctx.path as never)) {
+      await inUnitOfWork(deps.db, () => next(), () => ctx.status < 400);
+      return;
+    }
+    await next();
+    // RFC 8414 §2: advertise the registered resources' scopes.
+    if (ctx.oidc?.route === 'discovery' && ctx.status === 200 && ctx.body && typeof ctx.body === 'object') {
+      const body = ctx.body as Record<string, unknown>;
+      const list = await deps.resources.list();
+      body.scopes_supported = [...new Set(list.flatMap((r) => r.scopes.map((s) => s.name)))];
+      body.grant_types_supported = ['authorization_code', 'refresh_token'];
+      body.response_modes_supported = ['query'];
+      delete body.claims_parameter_supported;
+      delete body.claims_supported;
+    }
+  });
+
+  return provider;
+}

@@ -1,0 +1,100 @@
+/**
+ * RFC 8707 resource indicators, the MCP way: every token is for exactly one registered MCP server.
+ *
+ * - `resource` values are canonicalised before oidc-provider compares them (it compares raw
+ *   strings), so `https://MCP.example.com/` and `https://mcp.example.com` are the same resource
+ *   at /authorize, /token and on refresh, and a value sent twice counts once.
+ * - An unknown resource is `invalid_target` (RFC 8707 §2).
+ * - /authorize without `resource` binds the only registered resource, or fails with
+ *   `invalid_target` when there are several: never an audience-less token.
+ * - At /authorize, requested scopes are intersected with what the resource offers, and a request
+ *   without (usable) scopes gets the resource's default scopes (MCP clients omit `scope` when the
+ *   protected-resource metadata lists none; oidc-provider would answer `access_denied`).
+ */
+import { errors, type Provider } from 'oidc-provider';
+import { canonicalizeResourceUri } from '../resources/canonical-uri.ts';
+import type { Resource } from '../resources/resources.repository.ts';
+import type { ResourcesService } from '../resources/resources.service.ts';
+
+type ParamsLike = Record<string, unknown> & { resource?: string | string[] | undefined; scope?: string | undefined };
+type OidcContextLike = { route?: string; params?: ParamsLike };
+
+function canonicalizeParams(params: ParamsLike, route: string | undefined): void {
+  if (params.resource === undefined) return;
+  const values = Array.isArray(params.resource) ? params.resource : [params.resource];
+  const unique = [
+    ...new Set(
+      values.map((v) => {
+        if (typeof v !== 'string') return v;
+        const c = canonicalizeResourceUri(v);
+        return c.ok ? c.uri : v;
+      }),
+    ),
+  ];
+  if (unique.length > 1 && route === 'authorization') {
+    throw new errors.InvalidTarget('request one resource (MCP server) per authorization');
+  }
+  params.resource = unique.length === 1 ? unique[0] : unique;
+}
+
+/**
+ * Canonicalises `resource` wherever oidc-provider assembles request parameters. oidc-provider has
+ * no hook between parsing a request and comparing its `resource` values, so this intercepts the
+ * assignment of `ctx.oidc.params` on this provider's own context class (not a global patch).
+ * Covered by test/integration/resource-indicators.test.ts.
+ */
+export function installResourceCanonicalization(provider: Provider): void {
+  const proto = (provider as unknown as { OIDCContext: { prototype: object } }).OIDCContext.prototype;
+  const values = new WeakMap<object, ParamsLike | undefined>();
+  Object.defineProperty(proto, 'params', {
+    configurable: true,
+    get(this: OidcContextLike) {
+      return values.get(this);
+    },
+    set(this: OidcContextLike, value: ParamsLike | undefined) {
+      if (value) canonicalizeParams(value, this.route);
+      values.set(this, value);
+    },
+  });
+}
+
+/** The scopes an authorization request will ask for at `resource`. */
+export function resolveRequestedScopes(requested: string | undefined, resource: Resource): string[] {
+  const offered = new Set(resource.scopes.map((s) => s.name));
+  const kept = [...new Set((requested ?? '').split(' ').filter((s) => offered.has(s)))];
+  return kept.length ? kept : resource.defaultScopes;
+}
+
+export function createResourceIndicatorsFeature(deps: { resources: ResourcesService }) {
+  return {
+    enabled: true,
+    async defaultResource(_ctx: unknown, _client: unknown, oneOf?: string | string[]) {
+      if (oneOf) return oneOf;
+      const sole = await deps.resources.findSole();
+      if (sole) return sole.uri;
+      const count = (await deps.resources.list()).length;
+      throw new errors.InvalidTarget(
+        count === 0
+          ? 'no MCP server is registered at this authorization server yet'
+          : 'the resource parameter is required: this server issues tokens for several MCP servers',
+      );
+    },
+    async useGrantedResource() {
+      return true;
+    },
+    async getResourceServerInfo(ctx: { oidc: OidcContextLike }, indicator: string) {
+      const resource = await deps.resources.resolve(indicator);
+      if (!resource) throw new errors.InvalidTarget('the resource is not an MCP server registered at this authorization server');
+      if (ctx.oidc.route === 'authorization' && ctx.oidc.params) {
+        ctx.oidc.params.scope = resolveRequestedScopes(ctx.oidc.params.scope, resource).join(' ');
+      }
+      return {
+        scope: resource.scopes.map((s) => s.name).join(' '),
+        audience: resource.uri,
+        accessTokenFormat: 'jwt' as const,
+        accessTokenTTL: resource.accessTokenTtl,
+        jwt: { sign: { alg: 'ES256' as const } },
+      };
+    },
+  };
+}

@@ -1,0 +1,81 @@
+/**
+ * The registry of MCP servers Gatehouse issues tokens for: canonical URI, display name, scopes
+ * with descriptions, default scopes and access-token lifetime.
+ */
+import type { DB } from '../db/database.ts';
+import type { ResourceScope } from '../db/schema.ts';
+import { canonicalizeResourceUri } from './canonical-uri.ts';
+import { createResourcesRepository, type Resource } from './resources.repository.ts';
+
+/** RFC 6749 §3.3 scope-token: %x21 / %x23-5B / %x5D-7E. */
+const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
+
+/** Scopes with an OAuth/OIDC meaning of their own, never resource scopes. */
+const RESERVED_SCOPES = new Set(['openid', 'offline_access']);
+
+export class ResourceInputError extends Error {
+  readonly code = 'invalid_resource';
+}
+
+export interface AddResourceInput {
+  uri: string;
+  name: string;
+  scopes: ResourceScope[];
+  defaultScopes?: string[] | undefined;
+  accessTokenTtl: number;
+}
+
+export function createResourcesService(deps: { db: DB }) {
+  const repo = createResourcesRepository(deps.db);
+
+  return {
+    list: () => repo.list(),
+
+    /** Finds a resource by any spelling of its URI that canonicalises to the registered one. */
+    async resolve(uri: string): Promise<Resource | undefined> {
+      const canonical = canonicalizeResourceUri(uri);
+      return canonical.ok ? repo.findByUri(canonical.uri) : undefined;
+    },
+
+    findSole: () => repo.findSole(),
+
+    async add(input: AddResourceInput): Promise<Resource> {
+      const problems: string[] = [];
+      const canonical = canonicalizeResourceUri(input.uri);
+      if (!canonical.ok) problems.push(canonical.reason);
+      else if (canonical.uri.startsWith('http:') && !/^http:\/\/(localhost|127\.0\.0\.1|\[::1\])(:\d+)?(\/|$)/.test(canonical.uri)) {
+        problems.push('resource must be https (http only for localhost)');
+      }
+      if (!input.name.trim()) problems.push('name must not be empty');
+      if (!input.scopes.length) problems.push('at least one scope is required');
+      const names = new Set<string>();
+      for (const s of input.scopes) {
+        if (!SCOPE_TOKEN.test(s.name)) problems.push(`scope "${s.name}" has characters RFC 6749 §3.3 does not allow`);
+        if (RESERVED_SCOPES.has(s.name)) problems.push(`scope "${s.name}" is reserved`);
+        if (names.has(s.name)) problems.push(`scope "${s.name}" is listed twice`);
+        if (!s.description.trim()) problems.push(`scope "${s.name}" needs a description users can read`);
+        names.add(s.name);
+      }
+      const defaults = input.defaultScopes?.length ? input.defaultScopes : input.scopes.map((s) => s.name);
+      for (const d of defaults) if (!names.has(d)) problems.push(`default scope "${d}" is not one of the resource's scopes`);
+      if (!Number.isInteger(input.accessTokenTtl) || input.accessTokenTtl < 30 || input.accessTokenTtl > 86400) {
+        problems.push('access-token lifetime must be between 30 and 86400 seconds');
+      }
+      if (problems.length || !canonical.ok) throw new ResourceInputError(problems.join('; '));
+      return repo.insert({
+        uri: canonical.uri,
+        name: input.name.trim(),
+        scopes: input.scopes,
+        defaultScopes: [...new Set(defaults)],
+        accessTokenTtl: input.accessTokenTtl,
+      });
+    },
+
+    async remove(uri: string): Promise<boolean> {
+      const canonical = canonicalizeResourceUri(uri);
+      return canonical.ok ? repo.removeByUri(canonical.uri) : false;
+    },
+  };
+}
+
+export type ResourcesService = ReturnType<typeof createResourcesService>;
