@@ -1,0 +1,71 @@
+/**
+ * Starts the real Gatehouse app on a loopback port with a fresh database, the way `gatehouse serve`
+ * builds it. The issuer is http://localhost:PORT.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { buildApp, type BuiltApp } from '../../src/app/deps.ts';
+import { loadConfig, type Config } from '../../src/config/config.ts';
+import { createLogger } from '../../src/http/logger.ts';
+import { createTestDatabase, type TestDatabase } from './database.ts';
+
+export interface TestApp extends BuiltApp {
+  issuer: string;
+  server: Server;
+  database: TestDatabase;
+  config: Config;
+  close(): Promise<void>;
+}
+
+export const TEST_PASSWORD = 'correct horse battery staple';
+
+export async function startTestApp(
+  options: { env?: Record<string, string>; database?: TestDatabase } = {},
+): Promise<TestApp> {
+  let handler: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) => {
+    res.statusCode = 503;
+    res.end();
+  };
+  const server = createServer((req, res) => handler(req, res));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  const issuer = `http://localhost:${port}`;
+  const config = loadConfig({
+    GATEHOUSE_ISSUER: issuer,
+    GATEHOUSE_LOG_LEVEL: 'silent',
+    GATEHOUSE_KEY_ENCRYPTION_KEY: '11'.repeat(32),
+    ...options.env,
+  });
+  const database = options.database ?? (await createTestDatabase());
+  const logger = createLogger(config.logLevel);
+  const built = await buildApp(config, database, logger);
+  handler = built.app.callback();
+  return {
+    ...built,
+    issuer,
+    server,
+    database,
+    config,
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      if (!options.database) await database.close();
+    },
+  };
+}
+
+/** Registers the MCP server used by most tests, and a user. */
+export async function seed(app: TestApp, options: { uri?: string; email?: string } = {}) {
+  const resource = await app.resources.add({
+    uri: options.uri ?? 'https://mcp.example.com',
+    name: 'Example MCP',
+    scopes: [
+      { name: 'files:read', description: 'Read your files' },
+      { name: 'files:write', description: 'Change your files' },
+    ],
+    defaultScopes: ['files:read'],
+    accessTokenTtl: 600,
+  });
+  const account = await app.accounts.create(options.email ?? 'alice@example.com', TEST_PASSWORD);
+  return { resource, account };
+}

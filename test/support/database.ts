@@ -1,0 +1,68 @@
+/**
+ * A fresh, migrated database for one test file: a new PostgreSQL database (dropped afterwards) or,
+ * with GATEHOUSE_TEST_DB=pglite, an in-memory embedded PGlite.
+ */
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { openDatabase, type DatabaseHandle } from '../../src/db/database.ts';
+import { migrateToLatest } from '../../src/db/migrator.ts';
+
+export const ADMIN_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+export function testDatabaseKind(): 'postgres' | 'pglite' {
+  return process.env.GATEHOUSE_TEST_DB === 'pglite' ? 'pglite' : 'postgres';
+}
+
+export interface TestDatabase extends DatabaseHandle {
+  url: string | undefined;
+  /** SQL statements sent since the last reset. */
+  queries: string[];
+}
+
+/** Creates an empty PostgreSQL database and returns its URL and a function that drops it. */
+export async function createEmptyPostgresDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
+  const name = `gatehouse_test_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: ADMIN_URL });
+  await admin.connect();
+  await admin.query(`create database ${name}`);
+  await admin.end();
+  const url = new URL(ADMIN_URL);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      const c = new pg.Client({ connectionString: ADMIN_URL });
+      await c.connect();
+      await c.query(`drop database if exists ${name} with (force)`);
+      await c.end();
+    },
+  };
+}
+
+export async function createTestDatabase(options: { kind?: 'postgres' | 'pglite'; migrate?: boolean } = {}): Promise<TestDatabase> {
+  const kind = options.kind ?? testDatabaseKind();
+  const queries: string[] = [];
+  const onQuery = (sql: string) => queries.push(sql);
+  let handle: DatabaseHandle;
+  let url: string | undefined;
+  let drop = async () => {};
+  if (kind === 'pglite') {
+    handle = await openDatabase({ dataDir: 'memory://', onQuery });
+  } else {
+    const created = await createEmptyPostgresDatabase();
+    url = created.url;
+    drop = created.drop;
+    handle = await openDatabase({ url, poolSize: 10, onQuery });
+  }
+  if (options.migrate !== false) await migrateToLatest(handle.db);
+  queries.length = 0;
+  return {
+    ...handle,
+    url,
+    queries,
+    async close() {
+      await handle.close();
+      await drop();
+    },
+  };
+}

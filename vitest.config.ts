@@ -1,0 +1,25 @@
+import { defineConfig } from 'vitest/config';
+
+// Two projects: the whole suite on real PostgreSQL, and the flows that matter on the embedded
+// PGlite (GATEHOUSE_TEST_DB=pglite; see test/support/database.ts).
+export default defineConfig({
+  test: {
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
+    pool: 'forks',
+    projects: [
+      {
+        extends: true,
+        test: { name: 'postgres', include: ['test/**/*.test.ts'], env: { GATEHOUSE_TEST_DB: 'postgres' } },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'pglite',
+          include: ['test/integration/authorization-code.test.ts', 'test/integration/refresh.test.ts', 'test/e2e/mcp-sdk.test.ts', 'test/contract/adapter.test.ts'],
+          env: { GATEHOUSE_TEST_DB: 'pglite' },
+        },
+      },
+    ],
+  },
+});
