@@ -1,0 +1,123 @@
+/**
+ * The Kysely table types in src/db/schema.ts must describe the migrated database.
+ *
+ * `EXPECTED` is checked twice: by the compiler against `Database` (every table and every column of
+ * the interface must appear, nothing more, and each column's nullability must agree with its
+ * TypeScript select type), and here at run time against the columns the migrations create.
+ */
+import { readdir } from 'node:fs/promises';
+import type { SelectType } from 'kysely';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { MIGRATIONS_DIR, migrateToLatest, pendingMigrations } from '../../src/db/migrator.ts';
+import type { Database } from '../../src/db/schema.ts';
+import { createTestDatabase, type TestDatabase } from '../support/database.ts';
+
+type Nullability = 'nullable' | 'not null';
+
+/** For each column of a table type: 'nullable' when its select type admits null, else 'not null'. */
+type ColumnsOf<Table> = {
+  [Column in keyof Table]-?: null extends SelectType<Table[Column]> ? 'nullable' : 'not null';
+};
+
+type ExpectedSchema = { [Table in keyof Database]: ColumnsOf<Database[Table]> };
+
+const EXPECTED = {
+  oidc_payloads: {
+    model: 'not null',
+    id: 'not null',
+    payload: 'not null',
+    grant_id: 'nullable',
+    uid: 'nullable',
+    account_id: 'nullable',
+    client_id: 'nullable',
+    expires_at: 'nullable',
+    consumed_at: 'nullable',
+    created_at: 'not null',
+  },
+  clients: {
+    client_id: 'not null',
+    metadata: 'not null',
+    client_secret_enc: 'nullable',
+    created_at: 'not null',
+    updated_at: 'not null',
+  },
+  resources: {
+    id: 'not null',
+    uri: 'not null',
+    name: 'not null',
+    scopes: 'not null',
+    default_scopes: 'not null',
+    access_token_ttl: 'not null',
+    created_at: 'not null',
+    updated_at: 'not null',
+  },
+  accounts: {
+    id: 'not null',
+    email: 'not null',
+    password_hash: 'not null',
+    disabled_at: 'nullable',
+    created_at: 'not null',
+    updated_at: 'not null',
+  },
+  keys: {
+    kid: 'not null',
+    use: 'not null',
+    alg: 'nullable',
+    public_jwk: 'nullable',
+    private_enc: 'not null',
+    created_at: 'not null',
+    retired_at: 'nullable',
+  },
+} as const satisfies ExpectedSchema;
+
+const TABLES = Object.keys(EXPECTED) as (keyof Database)[];
+
+let database: TestDatabase;
+let actual: Map<string, Record<string, Nullability>>;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  const tables = await database.db.introspection.getTables();
+  actual = new Map(
+    tables
+      .filter((t) => (t.schema ?? 'public') === 'public' && !t.isView)
+      .map((t) => [t.name, Object.fromEntries(t.columns.map((c) => [c.name, c.isNullable ? 'nullable' : 'not null']))]),
+  );
+});
+afterAll(() => database?.close());
+
+describe('the Database interface matches the migrated schema', () => {
+  test('the migrations create exactly the tables the interface declares', () => {
+    expect([...actual.keys()].sort()).toEqual([...TABLES].sort());
+  });
+
+  test.each(TABLES)('%s: column names and nullability', (table) => {
+    expect(actual.get(table)).toEqual(EXPECTED[table]);
+  });
+});
+
+describe('migrator', () => {
+  test('migrating twice is a no-op and leaves nothing pending', async () => {
+    const onDisk = (await readdir(MIGRATIONS_DIR))
+      .filter((f) => /^\d{4}_[a-z0-9_]+\.sql$/.test(f))
+      .map((f) => f.replace(/\.sql$/, ''))
+      .sort();
+    expect(onDisk).toContain('0001_initial');
+
+    const empty = await createTestDatabase({ migrate: false });
+    try {
+      expect(await pendingMigrations(empty.db)).toEqual(onDisk);
+      expect(await migrateToLatest(empty.db)).toEqual(onDisk);
+      expect(await pendingMigrations(empty.db)).toEqual([]);
+      expect(await migrateToLatest(empty.db)).toEqual([]);
+      expect(await pendingMigrations(empty.db)).toEqual([]);
+    } finally {
+      await empty.close();
+    }
+  });
+
+  test('the shared test database is fully migrated', async () => {
+    expect(await pendingMigrations(database.db)).toEqual([]);
+    expect(await migrateToLatest(database.db)).toEqual([]);
+  });
+});
