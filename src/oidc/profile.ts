@@ -2,7 +2,7 @@
  * The OAuth 2.1 profile for MCP, in one place. Every oidc-provider option that matters is set here,
  * with the rule it comes from.
  */
-import Provider, { errors, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import Provider, { errors, interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { AccountsService } from '../accounts/accounts.service.ts';
 import { normalizeClientMetadata } from '../clients/redirect-uris.ts';
 import type { Config } from '../config/config.ts';
@@ -36,6 +36,28 @@ export const ROUTES = {
 
 /** Requests whose database writes must be all-or-nothing (see db/unit-of-work.ts). */
 const TRANSACTIONAL = new Set([ROUTES.token, ROUTES.registration, ROUTES.revocation]);
+
+/**
+ * oidc-provider's default policy prompts consent on every request from a native client (RFC 8252
+ * §8.6: an attacker app can claim the same loopback redirect, so a repeat authorization must not
+ * complete without the user). Gatehouse remembers consent, and keeps that protection by requiring
+ * *some* user interaction: a native client gets a code without the consent page only when the user
+ * has just signed in within this very request.
+ */
+function createInteractionPolicy() {
+  const { Check, base } = interactionPolicy;
+  const policy = base();
+  const consent = policy.get('consent')!;
+  consent.checks.remove('native_client_prompt');
+  consent.checks.unshift(
+    new Check('native_client_prompt', 'native clients require End-User interaction', 'interaction_required', (ctx) => {
+      const { oidc } = ctx;
+      const interacted = Boolean(oidc.result?.consent || oidc.result?.login);
+      return oidc.client?.applicationType === 'native' && !interacted ? Check.REQUEST_PROMPT : Check.NO_NEED_TO_PROMPT;
+    }),
+  );
+  return policy;
+}
 
 export function createProvider(deps: ProviderDeps): Provider {
   const { config } = deps;
@@ -100,7 +122,7 @@ export function createProvider(deps: ProviderDeps): Provider {
         if (problem) throw new errors.InvalidClientMetadata(problem.description);
       },
     },
-    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+    interactions: { policy: createInteractionPolicy(), url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
     async findAccount(_ctx, sub) {
       const account = await deps.accounts.findActiveById(sub);
       if (!account) return undefined;

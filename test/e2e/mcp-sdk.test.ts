@@ -1,0 +1,271 @@
+/**
+ * End to end with the official MCP TypeScript SDK as the client: RFC 9728 discovery from a real MCP
+ * server, RFC 8414 discovery at Gatehouse, dynamic client registration, the authorization code flow
+ * with PKCE S256 and `resource`, a tool call with the token, refresh-token rotation and replay
+ * detection.
+ */
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { auth, type OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { OAuthClientInformationMixed, OAuthClientMetadata, OAuthTokens } from '@modelcontextprotocol/sdk/shared/auth.js';
+import { decodeJwt, decodeProtectedHeader } from 'jose';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { startTestApp, TEST_PASSWORD, type TestApp } from '../support/app.ts';
+import { startMcpServer, WHOAMI_TOOL, type TestMcpServer, type WhoAmI } from '../support/mcp-server.ts';
+import { authorizeInBrowser, REDIRECT_URI, tokenRequest } from '../support/oauth.ts';
+
+const SCOPE = 'mcp:tools';
+const EMAIL = 'sdk-user@example.com';
+
+/**
+ * A headless OAuthClientProvider: `redirectToAuthorization` plays the user's browser (sign-in and
+ * consent) and keeps the authorization code, checking `state` and the RFC 9207 `iss` parameter,
+ * which the SDK itself does not check.
+ */
+class HeadlessProvider implements OAuthClientProvider {
+  client: OAuthClientInformationMixed | undefined;
+  storedTokens: OAuthTokens | undefined;
+  verifier: string | undefined;
+  lastState: string | undefined;
+  authorizationUrls: URL[] = [];
+  callbacks: URL[] = [];
+  code: string | undefined;
+  invalidated: string[] = [];
+
+  constructor(private readonly issuer: string) {}
+
+  get redirectUrl(): string {
+    return REDIRECT_URI;
+  }
+
+  get clientMetadata(): OAuthClientMetadata {
+    return {
+      client_name: 'Gatehouse e2e (MCP SDK)',
+      redirect_uris: [REDIRECT_URI],
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'none',
+    };
+  }
+
+  state(): string {
+    this.lastState = crypto.randomUUID();
+    return this.lastState;
+  }
+
+  clientInformation() {
+    return this.client;
+  }
+
+  saveClientInformation(info: OAuthClientInformationMixed): void {
+    this.client = info;
+  }
+
+  tokens() {
+    return this.storedTokens;
+  }
+
+  saveTokens(tokens: OAuthTokens): void {
+    this.storedTokens = tokens;
+  }
+
+  saveCodeVerifier(verifier: string): void {
+    this.verifier = verifier;
+  }
+
+  codeVerifier(): string {
+    if (!this.verifier) throw new Error('no code verifier saved');
+    return this.verifier;
+  }
+
+  invalidateCredentials(scope: 'all' | 'client' | 'tokens' | 'verifier' | 'discovery'): void {
+    this.invalidated.push(scope);
+    if (scope === 'all' || scope === 'client') this.client = undefined;
+    if (scope === 'all' || scope === 'tokens') this.storedTokens = undefined;
+    if (scope === 'all' || scope === 'verifier') this.verifier = undefined;
+  }
+
+  async redirectToAuthorization(authorizationUrl: URL): Promise<void> {
+    this.authorizationUrls.push(authorizationUrl);
+    const { callback } = await authorizeInBrowser(authorizationUrl, { email: EMAIL, password: TEST_PASSWORD });
+    this.callbacks.push(callback);
+    expect(`${callback.origin}${callback.pathname}`).toBe(REDIRECT_URI);
+    expect(callback.searchParams.get('iss')).toBe(this.issuer);
+    expect(callback.searchParams.get('state')).toBe(this.lastState);
+    expect(callback.searchParams.get('error')).toBeNull();
+    this.code = callback.searchParams.get('code') ?? undefined;
+    expect(this.code).toBeTruthy();
+  }
+}
+
+async function callWhoami(server: TestMcpServer, authProvider: OAuthClientProvider | undefined) {
+  const client = new Client({ name: 'gatehouse-e2e', version: '1.0.0' });
+  const transport = new StreamableHTTPClientTransport(new URL(server.url), authProvider ? { authProvider } : {});
+  await client.connect(transport);
+  try {
+    const result = await client.callTool({ name: WHOAMI_TOOL, arguments: {} });
+    const content = result.content as Array<{ type: string; text?: string }>;
+    expect(content[0]?.type).toBe('text');
+    return { result, who: JSON.parse(content[0]!.text!) as WhoAmI };
+  } finally {
+    await client.close();
+  }
+}
+
+let app: TestApp;
+let mcp: TestMcpServer;
+let accountId: string;
+
+beforeAll(async () => {
+  app = await startTestApp();
+  mcp = await startMcpServer({ issuer: app.issuer, scopes: [SCOPE] });
+  await app.resources.add({
+    uri: mcp.url,
+    name: 'Test MCP server',
+    scopes: [{ name: SCOPE, description: 'Use the tools of the test MCP server' }],
+    defaultScopes: [SCOPE],
+    accessTokenTtl: 600,
+  });
+  const account = await app.accounts.create(EMAIL, TEST_PASSWORD);
+  accountId = account.id;
+});
+
+afterAll(async () => {
+  await mcp?.close();
+  await app?.close();
+});
+
+test('the MCP server refuses a call without a token, pointing at its protected-resource metadata', async () => {
+  const response = await fetch(mcp.url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+    body: JSON.stringify({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'tools/call',
+      params: { name: WHOAMI_TOOL, arguments: {} },
+    }),
+  });
+  expect(response.status).toBe(401);
+  const challenge = response.headers.get('www-authenticate') ?? '';
+  expect(challenge).toMatch(/^Bearer /);
+  expect(challenge).toContain(`resource_metadata="${mcp.resourceMetadataUrl}"`);
+
+  const prm = await (await fetch(mcp.resourceMetadataUrl)).json();
+  expect(prm).toMatchObject({ resource: mcp.url, authorization_servers: [app.issuer], scopes_supported: [SCOPE] });
+
+  // And the SDK client, without an auth provider, cannot get in either.
+  await expect(callWhoami(mcp, undefined)).rejects.toThrow(/401|Unauthorized/i);
+  expect(mcp.accepted).toHaveLength(0);
+});
+
+test('the MCP server refuses a token that is not a Gatehouse access token', async () => {
+  const response = await fetch(mcp.url, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+      authorization: 'Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJtYWxsb3J5In0.',
+    },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+  });
+  expect(response.status).toBe(401);
+  expect(response.headers.get('www-authenticate')).toMatch(/error="invalid_token"/);
+});
+
+describe('the MCP SDK client, end to end', () => {
+  let provider: HeadlessProvider;
+
+  test('auth() discovers, registers, and sends the user through Gatehouse (REDIRECT)', async () => {
+    provider = new HeadlessProvider(app.issuer);
+    const requested: string[] = [];
+    const fetchFn = async (input: string | URL, init?: RequestInit) => {
+      requested.push(String(input));
+      return fetch(input, init);
+    };
+
+    expect(await auth(provider, { serverUrl: mcp.url, fetchFn })).toBe('REDIRECT');
+
+    // Discovery went MCP server (RFC 9728) → Gatehouse (RFC 8414) → registration (RFC 7591).
+    expect(requested[0]).toBe(mcp.resourceMetadataUrl);
+    expect(requested).toContain(`${app.issuer}/.well-known/oauth-authorization-server`);
+    expect(requested).toContain(`${app.issuer}/register`);
+
+    expect(provider.client?.client_id).toBeTruthy();
+    expect((provider.client as { token_endpoint_auth_method?: string }).token_endpoint_auth_method).toBe('none');
+
+    const url = provider.authorizationUrls[0]!;
+    expect(`${url.origin}${url.pathname}`).toBe(`${app.issuer}/authorize`);
+    expect(url.searchParams.get('response_type')).toBe('code');
+    expect(url.searchParams.get('code_challenge_method')).toBe('S256');
+    expect(url.searchParams.get('code_challenge')).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(url.searchParams.get('resource')).toBe(mcp.url);
+    expect(url.searchParams.get('scope')).toBe(SCOPE);
+    expect(provider.code).toBeTruthy();
+  });
+
+  test('auth() with the code exchanges it for an access token bound to the MCP server (AUTHORIZED)', async () => {
+    expect(await auth(provider, { serverUrl: mcp.url, authorizationCode: provider.code! })).toBe('AUTHORIZED');
+    const tokens = provider.storedTokens!;
+    expect(tokens.token_type.toLowerCase()).toBe('bearer');
+    expect(tokens.refresh_token).toBeTruthy();
+
+    expect(decodeProtectedHeader(tokens.access_token)).toMatchObject({ typ: 'at+jwt', alg: 'ES256' });
+    const claims = decodeJwt(tokens.access_token);
+    expect(claims.aud).toBe(mcp.url);
+    expect(claims.iss).toBe(app.issuer);
+    expect(claims.sub).toBe(accountId);
+    expect(claims.client_id).toBe(provider.client!.client_id);
+    expect(claims.scope).toBe(SCOPE);
+  });
+
+  test('a real SDK Client calls the tool as the user', async () => {
+    const { result, who } = await callWhoami(mcp, provider);
+    expect(result.isError).toBeFalsy();
+    expect(who).toEqual({ sub: accountId, client_id: provider.client!.client_id, scopes: [SCOPE], aud: mcp.url });
+    expect(mcp.accepted.at(-1)?.sub).toBe(accountId);
+  });
+
+  test('refresh rotates the refresh token; replaying the old one cuts the user off', async () => {
+    const first = provider.storedTokens!;
+    const oldRefresh = first.refresh_token!;
+
+    // Force a refresh: no access token, only the refresh token.
+    provider.storedTokens = { ...first, access_token: '' };
+    const redirectsBefore = provider.authorizationUrls.length;
+    expect(await auth(provider, { serverUrl: mcp.url })).toBe('AUTHORIZED');
+    expect(provider.authorizationUrls).toHaveLength(redirectsBefore); // a refresh, not a new authorization
+
+    const second = provider.storedTokens!;
+    expect(second.access_token).toBeTruthy();
+    expect(second.access_token).not.toBe(first.access_token);
+    expect(second.refresh_token).toBeTruthy();
+    expect(second.refresh_token).not.toBe(oldRefresh);
+    expect(decodeJwt(second.access_token)).toMatchObject({ aud: mcp.url, sub: accountId, scope: SCOPE });
+
+    // The refreshed access token works at the MCP server.
+    const { who } = await callWhoami(mcp, provider);
+    expect(who.sub).toBe(accountId);
+
+    // Replay of the rotated-out refresh token: refused …
+    const clientId = provider.client!.client_id;
+    const replay = await tokenRequest(app.issuer, {
+      grant_type: 'refresh_token',
+      refresh_token: oldRefresh,
+      client_id: clientId,
+      resource: mcp.url,
+    });
+    expect(replay.status).toBe(400);
+    expect(replay.body.error).toBe('invalid_grant');
+
+    // … and the whole token family is revoked: the newest refresh token no longer works either.
+    const newest = await tokenRequest(app.issuer, {
+      grant_type: 'refresh_token',
+      refresh_token: second.refresh_token!,
+      client_id: clientId,
+      resource: mcp.url,
+    });
+    expect(newest.status).toBe(400);
+    expect(newest.body.error).toBe('invalid_grant');
+  });
+});
