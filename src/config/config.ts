@@ -133,7 +133,7 @@ export const settings = {
   },
   registration: {
     env: 'GATEHOUSE_REGISTRATION',
-    description: 'Dynamic client registration (RFC 7591) at /reg: `open` (any client may register) or `disabled`.',
+    description: 'Dynamic client registration (RFC 7591) at /register: `open` (any client may register) or `disabled`.',
     default: 'open',
     schema: z.enum(['open', 'disabled']),
   },

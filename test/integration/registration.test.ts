@@ -245,19 +245,21 @@ describe('accepted registrations', () => {
 });
 
 describe('refused registrations store nothing', () => {
-  const invalidRedirectUris: Array<[string, unknown]> = [
-    ['a fragment', 'http://127.0.0.1/cb#frag'],
-    ['a wildcard host', 'https://*.example.com/cb'],
-    ['a wildcard path', 'http://127.0.0.1/cb/*'],
-    ['javascript:', 'javascript:alert(1)'],
-    ['data:', 'data:text/html,x'],
-    ['file:', 'file:///etc/passwd'],
-    ['a malformed URI', 'http://'],
-    ['a relative URI', '/cb'],
-    ['http on a non-loopback host', 'http://example.com/cb'],
+  // The description must say what is wrong with the URI, not oidc-provider's authorization-time
+  // message "redirect_uri did not match any of the client's registered redirect_uris".
+  const invalidRedirectUris: Array<[string, string, RegExp]> = [
+    ['a fragment', 'http://127.0.0.1/cb#frag', /fragment/i],
+    ['a wildcard host', 'https://*.example.com/cb', /wildcard/i],
+    ['a wildcard path', 'http://127.0.0.1/cb/*', /wildcard/i],
+    ['javascript:', 'javascript:alert(1)', /javascript/i],
+    ['data:', 'data:text/html,x', /\bdata\b/i],
+    ['file:', 'file:///etc/passwd', /\bfile\b/i],
+    ['a malformed URI', 'http://', /valid/i],
+    ['a relative URI', '/cb', /absolute/i],
+    ['http on a non-loopback host', 'http://example.com/cb', /loopback/i],
   ];
 
-  test.each(invalidRedirectUris)('redirect URI with %s → invalid_redirect_uri', async (_what, uri) => {
+  test.each(invalidRedirectUris)('redirect URI with %s → invalid_redirect_uri', async (_what, uri, reason) => {
     const before = await countClients();
     // Also next to a valid URI: one bad URI spoils the registration.
     for (const redirect_uris of [[uri], [REDIRECT_URI, uri]]) {
@@ -265,18 +267,32 @@ describe('refused registrations store nothing', () => {
       expect(response.status).toBe(400);
       expect(response.headers['content-type']).toMatch(/^application\/json/);
       expect(response.body.error).toBe('invalid_redirect_uri');
-      expect(typeof response.body.error_description).toBe('string');
-      expect(response.body.error_description).not.toBe('');
       expect(response.body).not.toHaveProperty('client_id');
+      expect(await countClients()).toBe(before);
+      expect(typeof response.body.error_description).toBe('string');
+      expect(response.body.error_description).not.toMatch(/did not match any of the client's registered/);
+      expect(response.body.error_description).toMatch(reason);
     }
-    expect(await countClients()).toBe(before);
   });
 
+  // oidc-provider reports every problem whose description starts with "redirect_uris" as
+  // invalid_redirect_uri (lib/helpers/errors.js, InvalidClientMetadata), which RFC 7591 §3.2.2 allows.
   test.each<[string, Record<string, unknown>]>([
     ['missing redirect_uris', { client_name: 'No URIs', token_endpoint_auth_method: 'none' }],
     ['empty redirect_uris', { redirect_uris: [], token_endpoint_auth_method: 'none' }],
     ['redirect_uris not an array', { redirect_uris: 'http://127.0.0.1/cb', token_endpoint_auth_method: 'none' }],
     ['redirect_uris as an object', { redirect_uris: { 0: 'http://127.0.0.1/cb' }, token_endpoint_auth_method: 'none' }],
+    ['redirect_uris with a non-string', { redirect_uris: [42], token_endpoint_auth_method: 'none' }],
+  ])('%s → invalid_redirect_uri', async (_what, body) => {
+    const before = await countClients();
+    const response = await register(body);
+    expect(response.status).toBe(400);
+    expect(response.body.error).toBe('invalid_redirect_uri');
+    expect(await countClients()).toBe(before);
+    expect(response.body.error_description).toMatch(/^redirect_uris /);
+  });
+
+  test.each<[string, Record<string, unknown>]>([
     ['grant_types with implicit', { redirect_uris: [REDIRECT_URI], grant_types: ['authorization_code', 'implicit'] }],
     ['grant_types with password', { redirect_uris: [REDIRECT_URI], grant_types: ['authorization_code', 'password'] }],
     ['grant_types with client_credentials', { redirect_uris: [REDIRECT_URI], grant_types: ['client_credentials'] }],

@@ -1,0 +1,59 @@
+/**
+ * Round trips per token request, counted from the query log: deterministic, unlike timings. A
+ * regression that adds a query to the hot path fails here. (Issue 6 will lower these.)
+ */
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { seed, startTestApp, type TestApp } from '../support/app.ts';
+import { REDIRECT_URI, authorizationUrl, authorizeInBrowser, obtainTokens, pkcePair, registerClient, tokenRequest } from '../support/oauth.ts';
+
+let app: TestApp;
+beforeAll(async () => {
+  app = await startTestApp();
+  await seed(app);
+});
+afterAll(() => app?.close());
+
+/** Statements sent, excluding transaction control. */
+function counted(queries: string[]) {
+  const all = queries.length;
+  const work = queries.filter((q) => !/^(begin|commit|rollback)/i.test(q.trim())).length;
+  return { all, work };
+}
+
+test('one refresh with rotation', async () => {
+  const { client, tokens } = await obtainTokens(app.issuer);
+  app.database.queries.length = 0;
+  const r = await tokenRequest(app.issuer, { grant_type: 'refresh_token', refresh_token: tokens.body.refresh_token, client_id: client.client_id });
+  expect(r.status).toBe(200);
+  const n = counted(app.database.queries);
+  console.log(`refresh: ${n.all} statements (${n.work} excluding BEGIN/COMMIT):\n  ${app.database.queries.join('\n  ')}`);
+  expect(n.all).toBe(9);
+});
+
+test('one authorization code exchange', async () => {
+  const client = await registerClient(app.issuer);
+  const { verifier, challenge } = pkcePair();
+  const { callback } = await authorizeInBrowser(
+    authorizationUrl(app.issuer, {
+      client_id: client.client_id,
+      response_type: 'code',
+      redirect_uri: REDIRECT_URI,
+      code_challenge: challenge,
+      code_challenge_method: 'S256',
+      resource: 'https://mcp.example.com',
+    }),
+  );
+  app.database.queries.length = 0;
+  const r = await tokenRequest(app.issuer, {
+    grant_type: 'authorization_code',
+    code: callback.searchParams.get('code')!,
+    code_verifier: verifier,
+    redirect_uri: REDIRECT_URI,
+    client_id: client.client_id,
+    resource: 'https://mcp.example.com',
+  });
+  expect(r.status).toBe(200);
+  const n = counted(app.database.queries);
+  console.log(`code exchange: ${n.all} statements (${n.work} excluding BEGIN/COMMIT):\n  ${app.database.queries.join('\n  ')}`);
+  expect(n.all).toBe(9);
+});
