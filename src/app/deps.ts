@@ -58,6 +58,7 @@ export async function buildApp(config: Config, database: DatabaseHandle, logger:
     views,
     logger,
     trustProxy: config.trustProxy,
+    registrationOpen: config.registration === 'open',
     csrfSecret: keys.cookies[0]!,
   });
   return { app, provider, resources, accounts, keys, db };

@@ -15,6 +15,7 @@ export interface PublicAppDeps extends InteractionRoutesDeps {
   views: Views;
   logger: Logger;
   trustProxy: boolean;
+  registrationOpen: boolean;
 }
 
 export function createPublicApp(deps: PublicAppDeps): Koa {
@@ -54,7 +55,7 @@ export function createPublicApp(deps: PublicAppDeps): Koa {
   app.use(router.allowedMethods());
 
   deps.provider.use(securityHeaders);
-  deps.provider.use(registrationCors(ROUTES.registration));
+  if (deps.registrationOpen) deps.provider.use(registrationCors(ROUTES.registration));
   const handle = deps.provider.callback();
   app.use((ctx) => {
     ctx.respond = false;

@@ -118,7 +118,10 @@ export function createProvider(deps: ProviderDeps): Provider {
       validator(_ctx, key, _value, metadata) {
         if (key !== 'software_id') return;
         const problem = normalizeClientMetadata(metadata as unknown as Record<string, unknown>);
-        if (problem?.error === 'invalid_redirect_uri') throw new errors.InvalidRedirectUri(problem.description);
+        // InvalidRedirectUri takes no description of its own (its text is about /authorize): set ours.
+        if (problem?.error === 'invalid_redirect_uri') {
+          throw Object.assign(new errors.InvalidRedirectUri(), { error_description: problem.description });
+        }
         if (problem) throw new errors.InvalidClientMetadata(problem.description);
       },
     },

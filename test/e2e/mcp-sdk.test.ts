@@ -10,9 +10,9 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import type { OAuthClientInformationMixed, OAuthClientMetadata, OAuthTokens } from '@modelcontextprotocol/sdk/shared/auth.js';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startTestApp, TEST_PASSWORD, type TestApp } from '../support/app.ts';
+import { seed, startTestApp, TEST_PASSWORD, type TestApp } from '../support/app.ts';
 import { startMcpServer, WHOAMI_TOOL, type TestMcpServer, type WhoAmI } from '../support/mcp-server.ts';
-import { authorizeInBrowser, REDIRECT_URI, tokenRequest } from '../support/oauth.ts';
+import { authorizeInBrowser, obtainTokens, REDIRECT_URI, tokenRequest } from '../support/oauth.ts';
 
 const SCOPE = 'mcp:tools';
 const EMAIL = 'sdk-user@example.com';
@@ -171,6 +171,27 @@ test('the MCP server refuses a token that is not a Gatehouse access token', asyn
   });
   expect(response.status).toBe(401);
   expect(response.headers.get('www-authenticate')).toMatch(/error="invalid_token"/);
+});
+
+test('the MCP server refuses a Gatehouse token issued for another MCP server (audience)', async () => {
+  const other = 'https://other-mcp.example.com';
+  await seed(app, { uri: other }); // and its user, alice@example.com
+  const { tokens } = await obtainTokens(app.issuer, { resource: other });
+  expect(tokens.status).toBe(200);
+  expect(decodeJwt(tokens.body.access_token).aud).toBe(other);
+
+  const response = await fetch(mcp.url, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+      authorization: `Bearer ${tokens.body.access_token}`,
+    },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: WHOAMI_TOOL, arguments: {} } }),
+  });
+  expect(response.status).toBe(401);
+  expect(response.headers.get('www-authenticate')).toMatch(/error="invalid_token"/);
+  expect(mcp.accepted).toHaveLength(0);
 });
 
 describe('the MCP SDK client, end to end', () => {

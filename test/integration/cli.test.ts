@@ -1,0 +1,337 @@
+/**
+ * The real `gatehouse` command, run as a child process the way an operator runs it: exit codes,
+ * what it prints, and what it leaves in the database.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { settings } from '../../src/config/config.ts';
+import { createEmptyPostgresDatabase } from '../support/database.ts';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const BIN = path.join(ROOT, 'bin/gatehouse.js');
+const PASSWORD = 'correct horse battery staple';
+
+interface Result {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+const children = new Set<ChildProcess>();
+
+/**
+ * The environment of a child: this process's, minus every Gatehouse setting (so nothing leaks in
+ * from the shell running the tests), plus `env`.
+ */
+function childEnv(env: Record<string, string | undefined>): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = { ...process.env };
+  for (const s of Object.values(settings)) delete out[s.env];
+  Object.assign(out, { GATEHOUSE_LOG_LEVEL: 'silent' }, env);
+  for (const [k, v] of Object.entries(out)) if (v === undefined) delete out[k];
+  return out;
+}
+
+function start(args: string[], env: Record<string, string | undefined>): ChildProcess {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: childEnv(env), stdio: ['pipe', 'pipe', 'pipe'] });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
+/** Runs `gatehouse ...args` to completion, feeding it `input` on stdin; killed after `timeoutMs`. */
+function gatehouse(
+  args: string[],
+  options: { env?: Record<string, string | undefined>; input?: string; timeoutMs?: number } = {},
+): Promise<Result> {
+  const child = start(args, options.env ?? {});
+  child.stdin!.end(options.input ?? '');
+  return collect(child, options.timeoutMs ?? 25_000, `gatehouse ${args.join(' ')}`);
+}
+
+/**
+ * oidc-provider prints a warning on Node.js versions older than the LTS it targets (the Docker
+ * image uses Node 22; the tests may run on Node 20). It is not Gatehouse's output.
+ */
+function withoutRuntimeWarning(stderr: string): string {
+  return stderr.replace(/^oidc-provider WARNING: Unsupported runtime\..*\n/m, '');
+}
+
+function collect(child: ChildProcess, timeoutMs: number, what: string): Promise<Result> {
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${what} did not finish within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
+    }, timeoutMs);
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr: withoutRuntimeWarning(stderr) });
+    });
+  });
+}
+
+afterEach(() => {
+  for (const child of children) child.kill('SIGKILL');
+  children.clear();
+});
+
+describe('with PostgreSQL', () => {
+  let database: { url: string; drop: () => Promise<void> };
+  let env: Record<string, string>;
+
+  beforeAll(async () => {
+    database = await createEmptyPostgresDatabase();
+    env = { DATABASE_URL: database.url };
+  });
+  afterAll(async () => {
+    await database?.drop();
+  });
+
+  async function query<T extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<T[]> {
+    const client = new pg.Client({ connectionString: database.url });
+    await client.connect();
+    try {
+      return (await client.query<T>(sql, params)).rows;
+    } finally {
+      await client.end();
+    }
+  }
+
+  async function listResources(): Promise<{ uri: string; name: string; scopes: { name: string; description: string }[]; defaultScopes: string[] }[]> {
+    const list = await gatehouse(['resource', 'list', '--json'], { env });
+    expect(list.stderr).toBe('');
+    expect(list.code).toBe(0);
+    return JSON.parse(list.stdout) as never;
+  }
+
+  test('migrate applies 0001_initial, then reports the database up to date', async () => {
+    const first = await gatehouse(['migrate'], { env });
+    expect(first.stderr).toBe('');
+    expect(first.code).toBe(0);
+    expect(first.stdout).toMatch(/Applied .*0001_initial/);
+
+    const second = await gatehouse(['migrate'], { env });
+    expect(second.code).toBe(0);
+    expect(second.stdout).toMatch(/up to date/);
+    expect(second.stdout).not.toMatch(/Applied/);
+  });
+
+  test('user add reads the password from stdin and creates the user', async () => {
+    const added = await gatehouse(['user', 'add', 'bob@example.com'], { env, input: `${PASSWORD}\n` });
+    expect(added.stderr).toBe('');
+    expect(added.code).toBe(0);
+    expect(added.stdout).toMatch(/Created user bob@example\.com/);
+    expect(added.stdout).not.toContain(PASSWORD);
+
+    const rows = await query<{ email: string; password_hash: string }>('select * from accounts where email = $1', ['bob@example.com']);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]!.password_hash).toMatch(/^\$argon2id\$/);
+  });
+
+  test('user add for an existing email fails with exit code 2 and says why', async () => {
+    const again = await gatehouse(['user', 'add', 'bob@example.com'], { env, input: `${PASSWORD}\n` });
+    expect(again.code).toBe(2);
+    expect(again.stderr).toMatch(/^gatehouse: .*bob@example\.com already exists/);
+    expect(again.stderr).not.toMatch(/\n\s+at /); // a message, not a stack trace
+    expect(await query('select 1 from accounts where email = $1', ['bob@example.com'])).toHaveLength(1);
+  });
+
+  test('user add with a short password fails with exit code 2', async () => {
+    const short = await gatehouse(['user', 'add', 'carol@example.com'], { env, input: 'short\n' });
+    expect(short.code).toBe(2);
+    expect(short.stderr).toMatch(/^gatehouse: .*password must have 8/);
+    expect(await query('select 1 from accounts where email = $1', ['carol@example.com'])).toHaveLength(0);
+
+    const none = await gatehouse(['user', 'add', 'carol@example.com'], { env, input: '' });
+    expect(none.code).toBe(2);
+  });
+
+  test('resource add stores the canonical URI, scopes and default scopes', async () => {
+    const added = await gatehouse(
+      ['resource', 'add', 'https://MCP.Example.com/', '--name', 'X', '--scope', 'a=Read', '--scope', 'b=Write', '--default-scope', 'a'],
+      { env },
+    );
+    expect(added.stderr).toBe('');
+    expect(added.code).toBe(0);
+    expect(added.stdout).toContain('https://mcp.example.com');
+
+    expect(await listResources()).toEqual([
+      expect.objectContaining({
+        uri: 'https://mcp.example.com',
+        name: 'X',
+        scopes: [
+          { name: 'a', description: 'Read' },
+          { name: 'b', description: 'Write' },
+        ],
+        defaultScopes: ['a'],
+      }),
+    ]);
+
+    // Another spelling of the same URI is the same resource.
+    const duplicate = await gatehouse(['resource', 'add', 'https://mcp.example.com:443', '--name', 'Y', '--scope', 'a=Read'], { env });
+    expect(duplicate.code).toBe(2);
+    expect(duplicate.stderr).toMatch(/^gatehouse: .*https:\/\/mcp\.example\.com is already registered/);
+  });
+
+  test('resource add refuses a bad scope spec or a javascript: URI with exit code 2', async () => {
+    const badScope = await gatehouse(['resource', 'add', 'https://other.example.com', '--name', 'O', '--scope', 'nodescription'], { env });
+    expect(badScope.code).toBe(2);
+    expect(badScope.stderr).toMatch(/^gatehouse: .*NAME=DESCRIPTION/);
+
+    const emptyName = await gatehouse(['resource', 'add', 'https://other.example.com', '--name', 'O', '--scope', '=Read'], { env });
+    expect(emptyName.code).toBe(2);
+
+    const javascript = await gatehouse(['resource', 'add', 'javascript:alert(1)', '--name', 'J', '--scope', 'a=Read'], { env });
+    expect(javascript.code).toBe(2);
+    expect(javascript.stderr).toMatch(/^gatehouse: .*http or https/);
+
+    const noName = await gatehouse(['resource', 'add', 'https://other.example.com', '--scope', 'a=Read'], { env });
+    expect(noName.code).toBe(2);
+    expect(noName.stderr).toMatch(/--name/);
+
+    expect((await listResources()).map((r) => r.uri)).toEqual(['https://mcp.example.com']);
+  });
+
+  test('resource remove unregisters it; removing it again fails with exit code 2', async () => {
+    const removed = await gatehouse(['resource', 'remove', 'https://MCP.example.com'], { env });
+    expect(removed.stderr).toBe('');
+    expect(removed.code).toBe(0);
+    expect(await listResources()).toEqual([]);
+
+    const again = await gatehouse(['resource', 'remove', 'https://mcp.example.com'], { env });
+    expect(again.code).toBe(2);
+    expect(again.stderr).toMatch(/^gatehouse: no resource/);
+  });
+
+  test('an invalid configuration makes every command exit 2 naming the setting', async () => {
+    const bad = { ...env, PORT: 'abc' };
+    const results = await Promise.all([
+      gatehouse(['migrate'], { env: bad }),
+      gatehouse(['serve'], { env: bad }),
+      gatehouse([], { env: bad }),
+      gatehouse(['user', 'add', 'dave@example.com'], { env: bad, input: `${PASSWORD}\n` }),
+      gatehouse(['resource', 'list'], { env: bad }),
+    ]);
+    for (const r of results) {
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/^gatehouse: Invalid configuration:/);
+      expect(r.stderr).toMatch(/^\s+- PORT: /m);
+      expect(r.stdout).toBe('');
+    }
+    expect(await query('select 1 from accounts where email = $1', ['dave@example.com'])).toHaveLength(0);
+  });
+
+  test('an unknown command exits 2 with the usage', async () => {
+    const r = await gatehouse(['frobnicate'], { env });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/unknown command "frobnicate"/);
+    expect(r.stderr).toMatch(/Usage: gatehouse/);
+  });
+});
+
+describe('with the embedded database', () => {
+  let dataDir: string;
+
+  beforeAll(async () => {
+    dataDir = await mkdtemp(path.join(tmpdir(), 'gatehouse-cli-'));
+  });
+  afterAll(async () => {
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  });
+
+  function freePort(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const server = createServer();
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => {
+        const address = server.address();
+        const port = typeof address === 'object' && address ? address.port : 0;
+        server.close(() => resolve(port));
+      });
+    });
+  }
+
+  /** Resolves when `child` prints `text` on stdout; rejects if it exits first or after `timeoutMs`. */
+  function waitForOutput(child: ChildProcess, text: string, timeoutMs: number): Promise<string> {
+    let stdout = '';
+    let stderr = '';
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no "${text}" within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`)), timeoutMs);
+      child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+      child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+        stdout += d;
+        if (stdout.includes(text)) {
+          clearTimeout(timer);
+          resolve(stdout);
+        }
+      });
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`exited (${code ?? signal}) before "${text}"\nstdout: ${stdout}\nstderr: ${stderr}`));
+      });
+    });
+  }
+
+  function exitOf(child: ChildProcess, timeoutMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    return new Promise((resolve, reject) => {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        resolve({ code: child.exitCode, signal: child.signalCode });
+        return;
+      }
+      const timer = setTimeout(() => reject(new Error(`did not exit within ${timeoutMs} ms`)), timeoutMs);
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        resolve({ code, signal });
+      });
+    });
+  }
+
+  test('serve runs on the embedded database, locks it against a second process, and stops cleanly on SIGTERM', { timeout: 120_000 }, async () => {
+    const port = await freePort();
+    const env = { GATEHOUSE_DATA_DIR: dataDir, PORT: String(port) };
+    const server = start(['serve'], env);
+    server.stdin!.end();
+    try {
+      const banner = await waitForOutput(server, 'Gatehouse is running', 90_000);
+      expect(banner).toContain(`Issuer:     http://localhost:${port}`);
+      expect(banner).toContain('embedded');
+
+      const response = await fetch(`http://127.0.0.1:${port}/.well-known/oauth-authorization-server`, {
+        signal: AbortSignal.timeout(10_000),
+      });
+      expect(response.status).toBe(200);
+      const metadata = (await response.json()) as { issuer: string };
+      expect(metadata.issuer).toBe(`http://localhost:${port}`);
+
+      const second = await gatehouse(['user', 'add', 'erin@example.com'], { env, input: `${PASSWORD}\n` });
+      expect(second.code).toBe(2);
+      expect(second.stderr).toMatch(/^gatehouse: the embedded database in .* is in use by another Gatehouse process \(pid \d+\)/);
+
+      const exited = exitOf(server, 30_000);
+      server.kill('SIGTERM');
+      expect(await exited).toEqual({ code: 0, signal: null });
+    } finally {
+      if (server.exitCode === null && server.signalCode === null) server.kill('SIGKILL');
+    }
+
+    // The lock went with the server: the data folder is usable again.
+    const after = await gatehouse(['user', 'add', 'erin@example.com'], { env, input: `${PASSWORD}\n`, timeoutMs: 60_000 });
+    expect(after.stderr).toBe('');
+    expect(after.code).toBe(0);
+    expect(after.stdout).toMatch(/Created user erin@example\.com/);
+  });
+});
