@@ -218,6 +218,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const problems: string[] = [];
   const warnings: string[] = [];
   const out: Record<string, unknown> = {};
+  const failed = new Set<string>();
 
   for (const [key, setting] of Object.entries(settings) as [keyof Settings, Setting][]) {
     const raw = env[setting.env];
@@ -228,7 +229,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     }
     const parsed = setting.schema.safeParse(value);
     if (parsed.success) out[key] = parsed.data;
-    else problems.push(`${setting.env}: ${parsed.error.issues.map((i) => i.message).join('; ')} (got "${redact(setting.env, value)}")`);
+    else {
+      failed.add(key);
+      problems.push(`${setting.env}: ${parsed.error.issues.map((i) => i.message).join('; ')} (got "${redact(setting.env, value)}")`);
+    }
   }
 
   const production = out.production === true;
@@ -240,7 +244,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     warnings.push(`GATEHOUSE_ISSUER is http on a non-loopback host (${issuer}); this is refused in production.`);
   }
 
-  if (production && out.keyEncryptionKey === undefined) {
+  if (production && out.keyEncryptionKey === undefined && !failed.has('keyEncryptionKey')) {
     problems.push('GATEHOUSE_KEY_ENCRYPTION_KEY: required in production: generate one with `openssl rand -hex 32`');
   }
   if (production && out.databaseUrl === undefined) {

@@ -177,6 +177,15 @@ export function createProvider(deps: ProviderDeps): Provider {
   provider.proxy = config.trustProxy;
   installResourceCanonicalization(provider);
 
+  // Endpoint URLs in metadata and redirects are built from the request's Host; pin them to the
+  // issuer so a forged Host header can never make Gatehouse advertise someone else's endpoints.
+  const issuerHost = new URL(config.issuer).host;
+  provider.use(async (ctx, next) => {
+    ctx.req.headers.host = issuerHost;
+    delete ctx.req.headers['x-forwarded-host'];
+    await next();
+  });
+
   provider.use(async (ctx, next) => {
     // Token, registration and revocation requests are all-or-nothing.
     if (ctx.method === 'POST' && TRANSACTIONAL.has(ctx.path as never)) {

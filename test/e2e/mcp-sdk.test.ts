@@ -194,6 +194,26 @@ test('the MCP server refuses a Gatehouse token issued for another MCP server (au
   expect(mcp.accepted).toHaveLength(0);
 });
 
+test('registration accepts the scope an MCP SDK client sends (its PRM scopes_supported)', async () => {
+  // The SDK always puts the protected-resource metadata's scopes_supported in the DCR body.
+  const response = await fetch(`${app.issuer}/register`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      client_name: 'scope in DCR',
+      redirect_uris: [REDIRECT_URI],
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'none',
+      scope: SCOPE,
+    }),
+  });
+  const body = (await response.json()) as Record<string, unknown>;
+  expect(body.error_description ?? body.error).toBeUndefined();
+  expect(response.status).toBe(201);
+  expect(body.client_id).toBeTruthy();
+});
+
 describe('the MCP SDK client, end to end', () => {
   let provider: HeadlessProvider;
 
@@ -226,6 +246,7 @@ describe('the MCP SDK client, end to end', () => {
   });
 
   test('auth() with the code exchanges it for an access token bound to the MCP server (AUTHORIZED)', async () => {
+    expect(provider.code, 'needs the authorization code from the previous test').toBeTruthy();
     expect(await auth(provider, { serverUrl: mcp.url, authorizationCode: provider.code! })).toBe('AUTHORIZED');
     const tokens = provider.storedTokens!;
     expect(tokens.token_type.toLowerCase()).toBe('bearer');
@@ -241,6 +262,7 @@ describe('the MCP SDK client, end to end', () => {
   });
 
   test('a real SDK Client calls the tool as the user', async () => {
+    expect(provider.storedTokens, 'needs the tokens from the previous test').toBeDefined();
     const { result, who } = await callWhoami(mcp, provider);
     expect(result.isError).toBeFalsy();
     expect(who).toEqual({ sub: accountId, client_id: provider.client!.client_id, scopes: [SCOPE], aud: mcp.url });
@@ -248,6 +270,7 @@ describe('the MCP SDK client, end to end', () => {
   });
 
   test('refresh rotates the refresh token; replaying the old one cuts the user off', async () => {
+    expect(provider.storedTokens?.refresh_token, 'needs the tokens from the previous tests').toBeTruthy();
     const first = provider.storedTokens!;
     const oldRefresh = first.refresh_token!;
 

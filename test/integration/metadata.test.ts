@@ -50,6 +50,14 @@ describe.each(DISCOVERY_PATHS)('GET %s', (path) => {
     expect(body.scopes_supported).not.toContain('offline_access');
   });
 
+  test('endpoints are the issuer\'s whatever Host or X-Forwarded-Host the request carries', async () => {
+    const viaIp = await request(app.issuer.replace('localhost', '127.0.0.1')).get(path);
+    expect(viaIp.body.token_endpoint).toBe(`${app.issuer}/token`);
+    const forged = await metadata(path, { Host: 'evil.example', 'X-Forwarded-Host': 'evil.example' });
+    expect(JSON.stringify(forged.body)).not.toContain('evil.example');
+    expect(forged.body.authorization_endpoint).toBe(`${app.issuer}/authorize`);
+  });
+
   test('a stray MCP-Protocol-Version header does not change the answer', async () => {
     const plain = await metadata(path);
     const withHeader = await metadata(path, { 'MCP-Protocol-Version': '2024-11-05' });
