@@ -58,6 +58,10 @@ export function normalizeClientMetadata(metadata: Record<string, unknown>): Clie
     kinds.add(check.kind);
   }
   if (kinds.has('loopback') || kinds.has('private-use')) metadata.application_type = 'native';
+  // MCP clients send the scopes they may want (e.g. the protected resource's scopes_supported) in
+  // the registration body. oidc-provider would refuse any that are not OpenID scopes and then use
+  // the list as a hard allow-list; scopes are decided per resource at /authorize instead.
+  delete metadata.scope;
   if (metadata.token_endpoint_auth_method === 'none') {
     delete metadata.client_secret;
     delete metadata.client_secret_expires_at;
