@@ -118,6 +118,17 @@ describe('remembered consent', () => {
     expect(fourth.pages.some((p) => p.includes('Allow access?'))).toBe(true);
   });
 
+  test('authorizing again renews the remembered grant\'s lifetime, so refresh keeps working for the full absolute lifetime', async () => {
+    const c = await registerClient(app.issuer, { client_name: 'Renewing client' });
+    await authorizeInBrowser(url('files:read', c));
+    const soon = new Date(Date.now() + 60_000);
+    await app.db.updateTable('oidc_payloads').set({ expires_at: soon }).where('model', '=', 'Grant').where('client_id', '=', c.client_id).execute();
+    const again = await authorizeInBrowser(url('files:read', c));
+    expect(again.pages.some((p) => p.includes('Allow access?'))).toBe(false);
+    const grant = await app.db.selectFrom('oidc_payloads').select('expires_at').where('model', '=', 'Grant').where('client_id', '=', c.client_id).executeTakeFirstOrThrow();
+    expect((grant.expires_at!.getTime() - Date.now()) / 86_400_000).toBeGreaterThan(89);
+  });
+
   test('a native client never gets a code silently: with a live session, the consent page shows again (RFC 8252 §8.6)', async () => {
     const c = await registerClient(app.issuer, { client_name: 'Native client' });
     const jar = new CookieJar();
