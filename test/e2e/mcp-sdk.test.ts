@@ -11,7 +11,7 @@ import type { OAuthClientInformationMixed, OAuthClientMetadata, OAuthTokens } fr
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { seed, startTestApp, TEST_PASSWORD, type TestApp } from '../support/app.ts';
-import { startMcpServer, WHOAMI_TOOL, type TestMcpServer, type WhoAmI } from '../support/mcp-server.ts';
+import { registerMcpResource, startMcpServer, WHOAMI_TOOL, type TestMcpServer, type WhoAmI } from '../support/mcp-server.ts';
 import { authorizeInBrowser, obtainTokens, REDIRECT_URI, tokenRequest } from '../support/oauth.ts';
 
 const SCOPE = 'mcp:tools';
@@ -119,13 +119,7 @@ let accountId: string;
 beforeAll(async () => {
   app = await startTestApp();
   mcp = await startMcpServer({ issuer: app.issuer, scopes: [SCOPE] });
-  await app.resources.add({
-    uri: mcp.url,
-    name: 'Test MCP server',
-    scopes: [{ name: SCOPE, description: 'Use the tools of the test MCP server' }],
-    defaultScopes: [SCOPE],
-    accessTokenTtl: 600,
-  });
+  await registerMcpResource(app, mcp, SCOPE);
   const account = await app.accounts.create(EMAIL, TEST_PASSWORD);
   accountId = account.id;
 });

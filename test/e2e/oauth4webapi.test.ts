@@ -8,7 +8,7 @@ import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
 import * as oauth from 'oauth4webapi';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startTestApp, TEST_PASSWORD, type TestApp } from '../support/app.ts';
-import { startMcpServer, WHOAMI_TOOL, type TestMcpServer } from '../support/mcp-server.ts';
+import { registerMcpResource, startMcpServer, WHOAMI_TOOL, type TestMcpServer } from '../support/mcp-server.ts';
 import { authorizeInBrowser, REDIRECT_URI } from '../support/oauth.ts';
 
 const SCOPE = 'mcp:tools';
@@ -58,13 +58,7 @@ async function authorizationRequest(client: oauth.Client) {
 beforeAll(async () => {
   app = await startTestApp();
   mcp = await startMcpServer({ issuer: app.issuer, scopes: [SCOPE] });
-  await app.resources.add({
-    uri: mcp.url,
-    name: 'Test MCP server',
-    scopes: [{ name: SCOPE, description: 'Use the tools of the test MCP server' }],
-    defaultScopes: [SCOPE],
-    accessTokenTtl: 600,
-  });
+  await registerMcpResource(app, mcp, SCOPE);
   accountId = (await app.accounts.create(EMAIL, TEST_PASSWORD)).id;
 });
 

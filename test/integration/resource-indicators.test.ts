@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { canonicalizeResourceUri } from '../../src/resources/canonical-uri.ts';
 import { resolveRequestedScopes } from '../../src/oidc/resource-indicators.ts';
 import { seed, startTestApp, type TestApp } from '../support/app.ts';
-import { REDIRECT_URI, authorizationUrl, authorizeInBrowser, pkcePair, registerClient, tokenRequest } from '../support/oauth.ts';
+import { REDIRECT_URI, authorizationUrl, authorizeForCode, exchangeCode, pkcePair, registerClient } from '../support/oauth.ts';
 
 describe('canonicalizeResourceUri', () => {
   test.each([
@@ -61,27 +61,8 @@ describe('over HTTP', () => {
   afterAll(() => app?.close());
 
   async function flow(authorizeResource: string | undefined, tokenResource: string | string[] | undefined) {
-    const { verifier, challenge } = pkcePair();
-    const { callback } = await authorizeInBrowser(
-      authorizationUrl(app.issuer, {
-        client_id: client.client_id,
-        response_type: 'code',
-        redirect_uri: REDIRECT_URI,
-        code_challenge: challenge,
-        code_challenge_method: 'S256',
-        resource: authorizeResource,
-      }),
-    );
-    const code = callback.searchParams.get('code');
-    expect(code, String(callback)).toBeTruthy();
-    return tokenRequest(app.issuer, {
-      grant_type: 'authorization_code',
-      code: code!,
-      code_verifier: verifier,
-      redirect_uri: REDIRECT_URI,
-      client_id: client.client_id,
-      ...(tokenResource ? { resource: tokenResource } : {}),
-    });
+    const { code, verifier } = await authorizeForCode(app.issuer, client, { resource: authorizeResource });
+    return exchangeCode(app.issuer, client, code, verifier, tokenResource);
   }
 
   test('different spellings at /authorize and /token are the same resource; aud is canonical', async () => {

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { seed, startTestApp, type TestApp } from '../support/app.ts';
-import { REDIRECT_URI, authorizationUrl, authorizeInBrowser, obtainTokens, pkcePair, registerClient, tokenRequest } from '../support/oauth.ts';
+import { authorizeForCode, exchangeCode, obtainTokens, registerClient, tokenRequest } from '../support/oauth.ts';
 
 let app: TestApp;
 beforeAll(async () => {
@@ -32,26 +32,9 @@ test('one refresh with rotation', async () => {
 
 test('one authorization code exchange', async () => {
   const client = await registerClient(app.issuer);
-  const { verifier, challenge } = pkcePair();
-  const { callback } = await authorizeInBrowser(
-    authorizationUrl(app.issuer, {
-      client_id: client.client_id,
-      response_type: 'code',
-      redirect_uri: REDIRECT_URI,
-      code_challenge: challenge,
-      code_challenge_method: 'S256',
-      resource: 'https://mcp.example.com',
-    }),
-  );
+  const { code, verifier } = await authorizeForCode(app.issuer, client, { resource: 'https://mcp.example.com' });
   app.database.queries.length = 0;
-  const r = await tokenRequest(app.issuer, {
-    grant_type: 'authorization_code',
-    code: callback.searchParams.get('code')!,
-    code_verifier: verifier,
-    redirect_uri: REDIRECT_URI,
-    client_id: client.client_id,
-    resource: 'https://mcp.example.com',
-  });
+  const r = await exchangeCode(app.issuer, client, code, verifier, 'https://mcp.example.com');
   expect(r.status).toBe(200);
   const n = counted(app.database.queries);
   console.log(`code exchange: ${n.all} statements (${n.work} excluding BEGIN/COMMIT):\n  ${app.database.queries.join('\n  ')}`);

@@ -193,3 +193,18 @@ export async function startMcpServer(options: TestMcpServerOptions): Promise<Tes
     },
   };
 }
+
+/** Registers a test MCP server at Gatehouse as a resource with one scope (the default). */
+export async function registerMcpResource(
+  app: { resources: { add: (input: { uri: string; name: string; scopes: { name: string; description: string }[]; defaultScopes: string[]; accessTokenTtl: number }) => Promise<unknown> } },
+  mcp: TestMcpServer,
+  scope: string,
+): Promise<void> {
+  await app.resources.add({
+    uri: mcp.url,
+    name: 'Test MCP server',
+    scopes: [{ name: scope, description: 'Use the tools of the test MCP server' }],
+    defaultScopes: [scope],
+    accessTokenTtl: 600,
+  });
+}

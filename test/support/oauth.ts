@@ -131,14 +131,13 @@ export async function tokenRequest(issuer: string, params: Record<string, string
   return { status: response.status, body: (await response.json()) as Record<string, any>, headers: response.headers };
 }
 
-/** Registers a public client and runs the whole flow to a code, then exchanges it. */
-export async function obtainTokens(
+/** Runs /authorize through sign-in and consent for `client`, with PKCE; returns the code and its verifier. */
+export async function authorizeForCode(
   issuer: string,
-  options: { resource?: string; scope?: string; client?: Record<string, any>; jar?: CookieJar } = {},
+  client: Record<string, any>,
+  options: { resource?: string | undefined; scope?: string | undefined; state?: string; jar?: CookieJar | undefined } = {},
 ) {
-  const client = options.client ?? (await registerClient(issuer));
   const { verifier, challenge } = pkcePair();
-  const state = randomBytes(8).toString('hex');
   const { callback } = await authorizeInBrowser(
     authorizationUrl(issuer, {
       client_id: client.client_id,
@@ -146,21 +145,37 @@ export async function obtainTokens(
       redirect_uri: client.redirect_uris[0],
       code_challenge: challenge,
       code_challenge_method: 'S256',
-      state,
-      resource: options.resource ?? 'https://mcp.example.com',
+      state: options.state,
+      resource: options.resource,
       scope: options.scope,
     }),
     { jar: options.jar },
   );
   const code = callback.searchParams.get('code');
   if (!code) throw new Error(`no code: ${callback}`);
-  const tokens = await tokenRequest(issuer, {
+  return { code, verifier, callback };
+}
+
+export function exchangeCode(issuer: string, client: Record<string, any>, code: string, verifier: string, resource?: string | string[]) {
+  return tokenRequest(issuer, {
     grant_type: 'authorization_code',
     code,
     code_verifier: verifier,
     redirect_uri: client.redirect_uris[0],
     client_id: client.client_id,
-    resource: options.resource ?? 'https://mcp.example.com',
+    ...(resource ? { resource } : {}),
   });
+}
+
+/** Registers a public client and runs the whole flow to a code, then exchanges it. */
+export async function obtainTokens(
+  issuer: string,
+  options: { resource?: string; scope?: string; client?: Record<string, any>; jar?: CookieJar } = {},
+) {
+  const client = options.client ?? (await registerClient(issuer));
+  const resource = options.resource ?? 'https://mcp.example.com';
+  const state = randomBytes(8).toString('hex');
+  const { code, verifier, callback } = await authorizeForCode(issuer, client, { resource, scope: options.scope, state, jar: options.jar });
+  const tokens = await exchangeCode(issuer, client, code, verifier, resource);
   return { client, tokens, callback, state };
 }
