@@ -19,15 +19,15 @@ export function createAccountsRepository(db: DB) {
         .executeTakeFirst();
       return row && { id: row.id, email: row.email, passwordHash: row.password_hash, disabledAt: row.disabled_at };
     },
-    async findActiveById(id: string): Promise<Account | undefined> {
+    /** Runs on every code exchange and refresh (findAccount): reads no more than it needs. */
+    async findActiveById(id: string): Promise<Pick<Account, 'id' | 'email'> | undefined> {
       if (!/^[0-9a-f-]{36}$/i.test(id)) return undefined;
-      const row = await current(db)
+      return current(db)
         .selectFrom('accounts')
-        .select(['id', 'email', 'password_hash', 'disabled_at'])
+        .select(['id', 'email'])
         .where('id', '=', id)
         .where('disabled_at', 'is', null)
         .executeTakeFirst();
-      return row && { id: row.id, email: row.email, passwordHash: row.password_hash, disabledAt: row.disabled_at };
     },
     async insert(email: string, passwordHash: string): Promise<Account | undefined> {
       const row = await current(db)
