@@ -5,6 +5,8 @@
 import type { Logger } from 'pino';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import { createAccountsService } from '../accounts/accounts.service.ts';
+import { createMetadataDocuments } from '../clients/metadata-documents.ts';
+import { safeFetch, type FetchTrust } from '../clients/safe-fetch.ts';
 import type { Config } from '../config/config.ts';
 import type { DatabaseHandle } from '../db/database.ts';
 import { createViews } from '../http/views.ts';
@@ -22,7 +24,19 @@ const ERROR_TITLES: Record<string, string> = {
   invalid_target: 'The application asked for an unknown MCP server',
 };
 
-export async function buildApp(config: Config, database: DatabaseHandle, logger: Logger) {
+/** Client ID Metadata Document fetching: CIMD §6.6 recommends 5 KB; SEP-991 caps caching at 24 h. */
+const DOCUMENT_FETCH = { timeoutMs: 3000, maxBytes: 5 * 1024 };
+const DOCUMENT_CACHE = { min: 60, max: 86400 };
+
+export interface TestOnlyOptions {
+  /** Trust a local https server (its CA, loopback addresses) for metadata documents. Tests only. */
+  documentFetchTrust?: FetchTrust;
+}
+
+export async function buildApp(config: Config, database: DatabaseHandle, logger: Logger, testOnly: TestOnlyOptions = {}) {
+  if (testOnly.documentFetchTrust && config.production) {
+    throw new Error('documentFetchTrust is for the test suite only and cannot be used in production');
+  }
   const { db } = database;
   const secretBox = createSecretBox(config.keyEncryptionKey);
   const keysService = createKeysService({ db, secretBox });
@@ -32,7 +46,16 @@ export async function buildApp(config: Config, database: DatabaseHandle, logger:
   const views = createViews();
   const resources = createResourcesService({ db });
   const accounts = createAccountsService({ db });
+  const metadataDocuments =
+    config.clientIdMetadataDocuments === 'enabled'
+      ? createMetadataDocuments({
+          db,
+          fetch: (url) => safeFetch(url, { ...DOCUMENT_FETCH, trust: testOnly.documentFetchTrust }),
+          cacheBounds: DOCUMENT_CACHE,
+        })
+      : undefined;
   const provider = createProvider({
+    metadataDocuments,
     config,
     db,
     secretBox,

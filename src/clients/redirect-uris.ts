@@ -39,6 +39,17 @@ export function checkRedirectUri(uri: unknown): RedirectUriCheck {
   return { ok: true, kind: 'private-use' };
 }
 
+/**
+ * Array metadata whose values the profile constrains. Real MCP clients list more than we support
+ * (Claude's document adds the jwt-bearer grant, VS Code's the device_code grant): unsupported
+ * values are dropped rather than fatal, the way oidc-provider treats metadata documents (RFC 7591
+ * §3.2.1 lets the server replace requested values; the response shows what was registered).
+ */
+const SUPPORTED_VALUES: Record<string, readonly string[]> = {
+  grant_types: ['authorization_code', 'refresh_token'],
+  response_types: ['code'],
+};
+
 export type ClientMetadataProblem = { error: 'invalid_redirect_uri' | 'invalid_client_metadata'; description: string };
 
 /**
@@ -58,6 +69,31 @@ export function normalizeClientMetadata(metadata: Record<string, unknown>): Clie
     kinds.add(check.kind);
   }
   if (kinds.has('loopback') || kinds.has('private-use')) metadata.application_type = 'native';
+  for (const [field, supported] of Object.entries(SUPPORTED_VALUES)) {
+    const values = metadata[field];
+    if (!Array.isArray(values) || !values.every((v) => typeof v === 'string')) continue; // the schema reports it
+    const kept = [...new Set(values.filter((v) => supported.includes(v)))];
+    if (values.length > 0 && kept.length === 0) {
+      return {
+        error: 'invalid_client_metadata',
+        description: `${field} has no value Gatehouse supports (${supported.join(', ')}); got ${values.join(', ')}`,
+      };
+    }
+    metadata[field] = kept;
+  }
+  // RFC 7591 §2.1: grant_types and response_types must agree; code is the only response type.
+  if (Array.isArray(metadata.grant_types)) {
+    if (!metadata.grant_types.includes('authorization_code')) {
+      return {
+        error: 'invalid_client_metadata',
+        description: 'grant_types must include authorization_code, the only flow Gatehouse offers to MCP clients',
+      };
+    }
+    // Every code client may refresh (issue 8 §7). Zed registers, and Goose's metadata document
+    // lists, only authorization_code, yet both refresh (zed#53784, goose#11235); without this they
+    // would be refused at refresh or sent back through the browser on every start.
+    if (!metadata.grant_types.includes('refresh_token')) metadata.grant_types = [...metadata.grant_types, 'refresh_token'];
+  }
   // MCP clients send the scopes they may want (e.g. the protected resource's scopes_supported) in
   // the registration body. oidc-provider would refuse any that are not OpenID scopes and then use
   // the list as a hard allow-list; scopes are decided per resource at /authorize instead.

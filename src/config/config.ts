@@ -137,6 +137,13 @@ export const settings = {
     default: 'open',
     schema: z.enum(['open', 'disabled']),
   },
+  clientIdMetadataDocuments: {
+    env: 'GATEHOUSE_CLIENT_ID_METADATA_DOCUMENTS',
+    description:
+      'Client ID Metadata Documents: `enabled` (a client may use an https URL naming its metadata document as its client_id; Gatehouse fetches it, guarded against SSRF, and caches it) or `disabled`.',
+    default: 'enabled',
+    schema: z.enum(['enabled', 'disabled']),
+  },
   logLevel: {
     env: 'GATEHOUSE_LOG_LEVEL',
     description: 'Log level: fatal, error, warn, info, debug, trace or silent.',

@@ -27,6 +27,13 @@ export interface ClientsTable {
   updated_at: Generated<Date>;
 }
 
+export interface ClientMetadataDocumentsTable {
+  client_id: string;
+  document: Json<Record<string, unknown>>;
+  fetched_at: Timestamp;
+  expires_at: Timestamp;
+}
+
 export interface ResourceScope {
   name: string;
   description: string;
@@ -65,6 +72,7 @@ export interface KeysTable {
 export interface Database {
   oidc_payloads: OidcPayloadsTable;
   clients: ClientsTable;
+  client_metadata_documents: ClientMetadataDocumentsTable;
   resources: ResourcesTable;
   accounts: AccountsTable;
   keys: KeysTable;

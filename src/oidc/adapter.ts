@@ -15,6 +15,7 @@ import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 import type { DB } from '../db/database.ts';
 import { current, currentUnitOfWork } from '../db/unit-of-work.ts';
 import type { SecretBox } from '../keys/secret-box.ts';
+import { looksLikeClientIdUrl, MetadataDocumentError, type MetadataDocuments } from '../clients/metadata-documents.ts';
 
 /** Models whose ids are bearer secrets, stored only as digests. */
 export const HASHED_MODELS = new Set([
@@ -36,6 +37,8 @@ export function digestId(id: string): string {
 export interface AdapterDeps {
   db: DB;
   secretBox: SecretBox;
+  /** Client ID Metadata Documents; undefined when the feature is disabled. */
+  metadataDocuments?: MetadataDocuments;
 }
 
 function markRevoked() {
@@ -169,6 +172,16 @@ class ClientAdapter implements Adapter {
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
+    // A URL client_id names a metadata document; registered clients never have URL ids.
+    if (looksLikeClientIdUrl(id)) {
+      if (!this.deps.metadataDocuments) return undefined;
+      try {
+        return (await this.deps.metadataDocuments.resolve(id)) as AdapterPayload;
+      } catch (error) {
+        if (error instanceof MetadataDocumentError) throw new errors.InvalidClient(error.message);
+        throw error;
+      }
+    }
     const row = await current(this.deps.db)
       .selectFrom('clients')
       .select(['metadata', 'client_secret_enc'])
@@ -206,5 +219,9 @@ export async function sweepExpired(db: DB, graceSeconds = 300): Promise<number> 
     .deleteFrom('oidc_payloads')
     .where('expires_at', '<', sql<Date>`now() - make_interval(secs => ${graceSeconds})`)
     .executeTakeFirst();
-  return Number(result.numDeletedRows);
+  const documents = await db
+    .deleteFrom('client_metadata_documents')
+    .where('expires_at', '<', sql<Date>`now() - make_interval(secs => ${graceSeconds})`)
+    .executeTakeFirst();
+  return Number(result.numDeletedRows) + Number(documents.numDeletedRows);
 }

@@ -4,6 +4,7 @@
  */
 import Provider, { errors, interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { AccountsService } from '../accounts/accounts.service.ts';
+import type { MetadataDocuments } from '../clients/metadata-documents.ts';
 import { normalizeClientMetadata } from '../clients/redirect-uris.ts';
 import type { Config } from '../config/config.ts';
 import type { DB } from '../db/database.ts';
@@ -22,6 +23,8 @@ export interface ProviderDeps {
   keys: KeyMaterial;
   resources: ResourcesService;
   accounts: AccountsService;
+  /** Client ID Metadata Documents; undefined when disabled. */
+  metadataDocuments?: MetadataDocuments;
   renderError: (ctx: KoaContextWithOIDC, out: { error: string; error_description?: string }) => void;
 }
 
@@ -62,7 +65,7 @@ function createInteractionPolicy() {
 export function createProvider(deps: ProviderDeps): Provider {
   const { config } = deps;
   const grants = createGrantsRepository(deps.db);
-  const adapter = createAdapterFactory({ db: deps.db, secretBox: deps.secretBox });
+  const adapter = createAdapterFactory({ db: deps.db, secretBox: deps.secretBox, metadataDocuments: deps.metadataDocuments });
 
   const configuration: Configuration = {
     adapter,
@@ -186,6 +189,11 @@ export function createProvider(deps: ProviderDeps): Provider {
     await next();
   });
 
+  if (deps.metadataDocuments) {
+    const documents = deps.metadataDocuments;
+    provider.use((_ctx, next) => documents.withinRequest(next));
+  }
+
   provider.use(async (ctx, next) => {
     // Token, registration and revocation requests are all-or-nothing.
     if (ctx.method === 'POST' && TRANSACTIONAL.has(ctx.path as never)) {
@@ -200,6 +208,8 @@ export function createProvider(deps: ProviderDeps): Provider {
       body.scopes_supported = [...new Set(list.flatMap((r) => r.scopes.map((s) => s.name)))];
       body.grant_types_supported = ['authorization_code', 'refresh_token'];
       body.response_modes_supported = ['query'];
+      // CIMD §5: an AS that supports metadata documents says so in its RFC 8414 metadata.
+      if (deps.metadataDocuments) body.client_id_metadata_document_supported = true;
       delete body.claims_parameter_supported;
       delete body.claims_supported;
     }

@@ -41,6 +41,12 @@ const EXPECTED = {
     created_at: 'not null',
     updated_at: 'not null',
   },
+  client_metadata_documents: {
+    client_id: 'not null',
+    document: 'not null',
+    fetched_at: 'not null',
+    expires_at: 'not null',
+  },
   resources: {
     id: 'not null',
     uri: 'not null',

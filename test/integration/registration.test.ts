@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { seed, startTestApp, type TestApp } from '../support/app.ts';
-import { authorizationUrl, authorizeInBrowser, browse, CookieJar, pkcePair, REDIRECT_URI, tokenRequest } from '../support/oauth.ts';
+import { authorizationUrl, authorizeInBrowser, browse, CookieJar, obtainTokens, pkcePair, REDIRECT_URI, tokenRequest } from '../support/oauth.ts';
 
 const RESOURCE = 'https://mcp.example.com';
 
@@ -227,6 +227,34 @@ describe('accepted registrations', () => {
     await expectRefusedRedirect(clientId, 'http://app.example.com/oauth/callback');
   });
 
+  // Issue 8 §2: Claude's and VS Code's metadata list grants we do not offer (jwt-bearer,
+  // device_code); a DCR body doing the same registers with those values dropped.
+  test('unsupported grant and response types next to supported ones are dropped, not fatal', async () => {
+    const response = await register({
+      client_name: 'Greedy client',
+      redirect_uris: [REDIRECT_URI],
+      token_endpoint_auth_method: 'none',
+      grant_types: [
+        'authorization_code',
+        'refresh_token',
+        'urn:ietf:params:oauth:grant-type:jwt-bearer',
+        'urn:ietf:params:oauth:grant-type:device_code',
+        'implicit',
+        'client_credentials',
+      ],
+      response_types: ['code', 'token', 'code id_token'],
+    });
+    expect(response.status).toBe(201);
+    expect(response.body.grant_types).toEqual(['authorization_code', 'refresh_token']);
+    expect(response.body.response_types).toEqual(['code']);
+    const stored = await app.db.selectFrom('clients').select('metadata').where('client_id', '=', response.body.client_id).executeTakeFirstOrThrow();
+    expect(stored.metadata.grant_types).toEqual(['authorization_code', 'refresh_token']);
+    // …and the client works: it gets a code and a refresh token.
+    const { tokens } = await obtainTokens(app.issuer, { client: response.body });
+    expect(tokens.status).toBe(200);
+    expect(tokens.body.refresh_token).toBeTruthy();
+  });
+
   test('unknown extra fields in the body are tolerated', async () => {
     const response = await register({
       client_name: 'Chatty client',
@@ -293,11 +321,12 @@ describe('refused registrations store nothing', () => {
   });
 
   test.each<[string, Record<string, unknown>]>([
-    ['grant_types with implicit', { redirect_uris: [REDIRECT_URI], grant_types: ['authorization_code', 'implicit'] }],
-    ['grant_types with password', { redirect_uris: [REDIRECT_URI], grant_types: ['authorization_code', 'password'] }],
-    ['grant_types with client_credentials', { redirect_uris: [REDIRECT_URI], grant_types: ['client_credentials'] }],
+    ['grant_types with only client_credentials', { redirect_uris: [REDIRECT_URI], grant_types: ['client_credentials'] }],
+    ['grant_types with only implicit and password', { redirect_uris: [REDIRECT_URI], grant_types: ['implicit', 'password'] }],
+    ['grant_types without authorization_code', { redirect_uris: [REDIRECT_URI], grant_types: ['refresh_token'] }],
     ['response_types token', { redirect_uris: [REDIRECT_URI], response_types: ['token'] }],
     ['response_types code token', { redirect_uris: [REDIRECT_URI], response_types: ['code token'] }],
+    ['an unsupported token_endpoint_auth_method', { redirect_uris: [REDIRECT_URI], token_endpoint_auth_method: 'tls_client_auth' }],
   ])('%s → invalid_client_metadata', async (_what, body) => {
     const before = await countClients();
     const response = await register(body);

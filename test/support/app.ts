@@ -4,7 +4,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { buildApp, type BuiltApp } from '../../src/app/deps.ts';
+import { buildApp, type BuiltApp, type TestOnlyOptions } from '../../src/app/deps.ts';
 import { loadConfig, type Config } from '../../src/config/config.ts';
 import { createLogger } from '../../src/http/logger.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
@@ -20,7 +20,7 @@ export interface TestApp extends BuiltApp {
 export const TEST_PASSWORD = 'correct horse battery staple';
 
 export async function startTestApp(
-  options: { env?: Record<string, string>; database?: TestDatabase } = {},
+  options: { env?: Record<string, string>; database?: TestDatabase; testOnly?: TestOnlyOptions } = {},
 ): Promise<TestApp> {
   let handler: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) => {
     res.statusCode = 503;
@@ -38,7 +38,7 @@ export async function startTestApp(
   });
   const database = options.database ?? (await createTestDatabase());
   const logger = createLogger(config.logLevel);
-  const built = await buildApp(config, database, logger);
+  const built = await buildApp(config, database, logger, options.testOnly);
   handler = built.app.callback();
   return {
     ...built,
