@@ -26,6 +26,8 @@ const ERROR_TITLES: Record<string, string> = {
 
 /** Client ID Metadata Document fetching: CIMD §6.6 recommends 5 KB; SEP-991 caps caching at 24 h. */
 const DOCUMENT_FETCH = { timeoutMs: 3000, maxBytes: 5 * 1024 };
+/** A client's JWKS (private_key_jwt). */
+const JWKS_FETCH = { timeoutMs: 3000, maxBytes: 64 * 1024 };
 const DOCUMENT_CACHE = { min: 60, max: 86400 };
 
 export interface TestOnlyOptions {
@@ -56,6 +58,7 @@ export async function buildApp(config: Config, database: DatabaseHandle, logger:
       : undefined;
   const provider = createProvider({
     metadataDocuments,
+    outboundFetch: (url) => safeFetch(url, { ...JWKS_FETCH, trust: testOnly.documentFetchTrust }),
     config,
     db,
     secretBox,

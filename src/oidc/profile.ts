@@ -5,6 +5,7 @@
 import Provider, { errors, interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { AccountsService } from '../accounts/accounts.service.ts';
 import type { MetadataDocuments } from '../clients/metadata-documents.ts';
+import type { FetchedDocument } from '../clients/safe-fetch.ts';
 import { normalizeClientMetadata } from '../clients/redirect-uris.ts';
 import type { Config } from '../config/config.ts';
 import type { DB } from '../db/database.ts';
@@ -25,6 +26,8 @@ export interface ProviderDeps {
   accounts: AccountsService;
   /** Client ID Metadata Documents; undefined when disabled. */
   metadataDocuments?: MetadataDocuments;
+  /** Every outbound request oidc-provider makes (a client's jwks_uri) goes through the SSRF guard. */
+  outboundFetch: (url: string) => Promise<FetchedDocument>;
   renderError: (ctx: KoaContextWithOIDC, out: { error: string; error_description?: string }) => void;
 }
 
@@ -127,6 +130,14 @@ export function createProvider(deps: ProviderDeps): Provider {
         }
         if (problem) throw new errors.InvalidClientMetadata(problem.description);
       },
+    },
+    // oidc-provider fetches a client's jwks_uri (private_key_jwt, e.g. ChatGPT's metadata document)
+    // with its own fetch; ours pins the checked address, follows no redirects, and limits size.
+    async fetch(url, _options) {
+      const fetched = await deps.outboundFetch(String(url));
+      const headers = new Headers();
+      for (const [name, value] of Object.entries(fetched.headers)) if (typeof value === 'string') headers.set(name, value);
+      return new Response(fetched.status === 204 || fetched.status === 304 ? null : new Uint8Array(fetched.body), { status: fetched.status, headers });
     },
     interactions: { policy: createInteractionPolicy(), url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
     async findAccount(_ctx, sub) {
