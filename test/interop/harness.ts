@@ -8,7 +8,7 @@
  * and consent in the test "browser") → code exchange → two refreshes with rotation → replay of a
  * rotated refresh token is refused. Each client's file says where its facts come from.
  */
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID, type webcrypto } from 'node:crypto';
 import { decodeJwt, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startTestApp, TEST_PASSWORD, type TestApp } from '../support/app.ts';
@@ -62,7 +62,7 @@ export interface InteropProfile {
 interface ClientState {
   clientId: string;
   clientSecret?: string;
-  privateKey?: CryptoKey;
+  privateKey?: webcrypto.CryptoKey;
   code?: string;
   verifier?: string;
   refreshTokens: string[];
