@@ -5,7 +5,7 @@
  */
 import { sql } from 'kysely';
 import request from 'supertest';
-import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { seed, startTestApp, type TestApp } from '../support/app.ts';
 import { isSpecialUseAddress } from '../../src/clients/safe-fetch.ts';
 import { startDocumentServer, TEST_DOCUMENT_TRUST, type DocumentServer } from '../support/document-server.ts';
@@ -248,17 +248,20 @@ describe('SSRF protection', () => {
 });
 
 describe('the shared cache', () => {
-  beforeEach(() => {});
-
-  test('honours max-age across instances sharing the database, and refetches once it expires', async () => {
-    const { clientId, path } = publish({}, { headers: { 'cache-control': 'public, max-age=600' } });
-    expect((await startAuthorization(clientId)).status).toBe(303);
+  /** Seconds the cached copy of a document is kept. */
+  async function cachedFor(clientId: string): Promise<number> {
     const row = await app.db
       .selectFrom('client_metadata_documents')
       .select([sql<number>`extract(epoch from expires_at - fetched_at)::int`.as('ttl')])
       .where('client_id', '=', clientId)
       .executeTakeFirstOrThrow();
-    expect(row.ttl).toBe(600);
+    return row.ttl;
+  }
+
+  test('honours max-age across instances sharing the database, and refetches once it expires', async () => {
+    const { clientId, path } = publish({}, { headers: { 'cache-control': 'public, max-age=600' } });
+    expect((await startAuthorization(clientId)).status).toBe(303);
+    expect(await cachedFor(clientId)).toBe(600);
 
     const second = await startTestApp({ database: app.database, testOnly: { documentFetchTrust: TEST_DOCUMENT_TRUST } });
     try {
@@ -277,12 +280,7 @@ describe('the shared cache', () => {
     const ttlOf = async (cacheControl: string) => {
       const { clientId } = publish({}, { headers: { 'cache-control': cacheControl } });
       expect((await startAuthorization(clientId)).status).toBe(303);
-      const row = await app.db
-        .selectFrom('client_metadata_documents')
-        .select([sql<number>`extract(epoch from expires_at - fetched_at)::int`.as('ttl')])
-        .where('client_id', '=', clientId)
-        .executeTakeFirstOrThrow();
-      return row.ttl;
+      return cachedFor(clientId);
     };
     expect(await ttlOf('no-store')).toBe(60);
     expect(await ttlOf('max-age=5')).toBe(60);
