@@ -5,7 +5,11 @@
 import type { Logger } from 'pino';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import { createAccountsService } from '../accounts/accounts.service.ts';
+import { createClientPolicyLookup } from '../clients/client-policy.ts';
+import { createClientsRepository } from '../clients/clients.repository.ts';
+import { createClientsService } from '../clients/clients.service.ts';
 import { createMetadataDocuments } from '../clients/metadata-documents.ts';
+import { createTrustPolicy } from '../clients/trust-policy.ts';
 import { safeFetch, type FetchTrust } from '../clients/safe-fetch.ts';
 import type { Config } from '../config/config.ts';
 import type { DatabaseHandle } from '../db/database.ts';
@@ -56,8 +60,13 @@ export async function buildApp(config: Config, database: DatabaseHandle, logger:
           cacheBounds: DOCUMENT_CACHE,
         })
       : undefined;
+  const clientsRepository = createClientsRepository(db);
+  const clients = createClientsService({ db, resources });
   const provider = createProvider({
     metadataDocuments,
+    clients: clientsRepository,
+    trustPolicy: createTrustPolicy({ approval: config.clientApproval, trustedDocumentHosts: config.trustedDocumentHosts }),
+    clientPolicy: createClientPolicyLookup(clientsRepository),
     outboundFetch: (url) => safeFetch(url, { ...JWKS_FETCH, trust: testOnly.documentFetchTrust }),
     config,
     db,
@@ -87,7 +96,7 @@ export async function buildApp(config: Config, database: DatabaseHandle, logger:
     registrationOpen: config.registration === 'open',
     csrfSecret: keys.cookies[0]!,
   });
-  return { app, provider, resources, accounts, keys, db };
+  return { app, provider, resources, accounts, clients, keys, db };
 }
 
 export type BuiltApp = Awaited<ReturnType<typeof buildApp>>;

@@ -5,6 +5,7 @@ import Koa from 'koa';
 import type { Logger } from 'pino';
 import type Provider from 'oidc-provider';
 import { registrationCors } from '../http/cors.ts';
+import { runInRequestContext } from '../http/request-context.ts';
 import { securityHeaders } from '../http/security-headers.ts';
 import type { Views } from '../http/views.ts';
 import { createInteractionRouter, type InteractionRoutesDeps } from '../interactions/interaction.routes.ts';
@@ -39,6 +40,7 @@ export function createPublicApp(deps: PublicAppDeps): Koa {
     }
   });
   app.use(securityHeaders);
+  app.use((ctx, next) => runInRequestContext({ ip: ctx.ip, userAgent: ctx.get('user-agent') || undefined }, next));
 
   app.use(async (ctx, next) => {
     if (ctx.method === 'GET' && ctx.path === '/assets/gatehouse.css') {

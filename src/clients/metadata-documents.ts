@@ -108,6 +108,12 @@ export function validateDocument(id: string, fetched: FetchedDocument): Record<s
   return metadata;
 }
 
+/** A document's metadata; `fresh` when it was fetched (not read from the cache) for this request. */
+export interface ResolvedDocument {
+  metadata: Record<string, unknown>;
+  fresh: boolean;
+}
+
 export interface MetadataDocumentsDeps {
   db: DB;
   fetch: (url: string) => Promise<FetchedDocument>;
@@ -115,12 +121,12 @@ export interface MetadataDocumentsDeps {
 }
 
 export function createMetadataDocuments(deps: MetadataDocumentsDeps) {
-  const inFlight = new Map<string, Promise<Record<string, unknown>>>();
+  const inFlight = new Map<string, Promise<ResolvedDocument>>();
   // One answer per document per request: oidc-provider looks a client up more than once in a
   // request (again when rendering an error), and a failing fetch must not be retried within it.
-  const requestScope = new AsyncLocalStorage<Map<string, Promise<Record<string, unknown>>>>();
+  const requestScope = new AsyncLocalStorage<Map<string, Promise<ResolvedDocument>>>();
 
-  async function lookup(id: string): Promise<Record<string, unknown>> {
+  async function lookup(id: string): Promise<ResolvedDocument> {
     const problem = clientIdUrlProblem(id);
     if (problem) throw new MetadataDocumentError(problem);
     const cached = await current(deps.db)
@@ -129,7 +135,7 @@ export function createMetadataDocuments(deps: MetadataDocumentsDeps) {
       .where('client_id', '=', id)
       .where('expires_at', '>', sql<Date>`now()`)
       .executeTakeFirst();
-    if (cached) return cached.document;
+    if (cached) return { metadata: cached.document, fresh: false };
     let pending = inFlight.get(id);
     if (!pending) {
       pending = fetchAndStore(id).finally(() => inFlight.delete(id));
@@ -138,7 +144,7 @@ export function createMetadataDocuments(deps: MetadataDocumentsDeps) {
     return pending;
   }
 
-  async function fetchAndStore(id: string): Promise<Record<string, unknown>> {
+  async function fetchAndStore(id: string): Promise<ResolvedDocument> {
     let fetched: FetchedDocument;
     try {
       fetched = await deps.fetch(id);
@@ -166,19 +172,20 @@ export function createMetadataDocuments(deps: MetadataDocumentsDeps) {
         }),
       )
       .execute();
-    return metadata;
+    return { metadata, fresh: true };
   }
 
   return {
     /** The document's metadata for `id`, from the shared cache or freshly fetched. Throws MetadataDocumentError. */
-    async resolve(id: string): Promise<Record<string, unknown>> {
+    async resolve(id: string): Promise<ResolvedDocument> {
       const memo = requestScope.getStore();
       let answer = memo?.get(id);
       if (!answer) {
         answer = lookup(id);
         memo?.set(id, answer);
       }
-      return { ...(await answer) };
+      const { metadata, fresh } = await answer;
+      return { metadata: { ...metadata }, fresh };
     },
     /** Runs `work` (one HTTP request) with its own memo of resolved documents. */
     withinRequest<T>(work: () => Promise<T>): Promise<T> {

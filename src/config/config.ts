@@ -137,6 +137,23 @@ export const settings = {
     default: 'open',
     schema: z.enum(['open', 'disabled']),
   },
+  clientApproval: {
+    env: 'GATEHOUSE_CLIENT_APPROVAL',
+    description:
+      '`manual`: every client that registers itself or arrives by metadata document waits for an administrator\'s approval. `automatic`: every new client is approved at once with no scope ceiling (personal or development use only).',
+    default: 'manual',
+    schema: z.enum(['manual', 'automatic']),
+  },
+  trustedDocumentHosts: {
+    env: 'GATEHOUSE_TRUSTED_CLIENT_HOSTS',
+    description:
+      'Space- or comma-separated hosts (for example `claude.ai vscode.dev`) whose metadata-document clients are approved on arrival, with no scope ceiling. Empty by default.',
+    default: '',
+    schema: z
+      .string()
+      .transform((v) => v.split(/[\s,]+/).filter(Boolean).map((h) => h.toLowerCase()))
+      .refine((hosts) => hosts.every((h) => /^[a-z0-9.-]+(:\d+)?$/.test(h)), 'must be host names such as claude.ai'),
+  },
   clientIdMetadataDocuments: {
     env: 'GATEHOUSE_CLIENT_ID_METADATA_DOCUMENTS',
     description:

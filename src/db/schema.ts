@@ -19,12 +19,27 @@ export interface OidcPayloadsTable {
   created_at: Generated<Date>;
 }
 
+export type ClientStatus = 'pending' | 'approved' | 'rejected' | 'suspended';
+/** Resource URI → the scopes a client may ever receive there. */
+export type ClientCeiling = Record<string, string[]>;
+
 export interface ClientsTable {
   client_id: string;
   metadata: Json<Record<string, unknown>>;
   client_secret_enc: string | null;
   created_at: Generated<Date>;
   updated_at: Generated<Date>;
+  status: ColumnType<ClientStatus, ClientStatus | undefined, ClientStatus>;
+  registration_method: ColumnType<'dcr' | 'cimd', 'dcr' | 'cimd' | undefined, 'dcr' | 'cimd'>;
+  source_ip: string | null;
+  user_agent: string | null;
+  /** null: no ceiling beyond what each MCP server offers. */
+  ceiling: ColumnType<ClientCeiling | null, string | null | undefined, string | null>;
+  approved_redirect_uris: ColumnType<string[] | null, string | null | undefined, string | null>;
+  status_reason: string | null;
+  status_changed_at: Timestamp | null;
+  status_changed_by: string | null;
+  last_used_at: Timestamp | null;
 }
 
 export interface ClientMetadataDocumentsTable {

@@ -47,3 +47,8 @@ export async function inUnitOfWork<T>(db: DB, work: () => Promise<T>, succeeded:
   else await trx.rollback().execute();
   return result;
 }
+
+/** Runs `work` in one transaction: all of it, or (when it throws) none of it. */
+export function inTransaction<T>(db: DB, work: () => Promise<T>): Promise<T> {
+  return inUnitOfWork(db, work, () => true);
+}

@@ -13,6 +13,7 @@ import type { Views } from '../http/views.ts';
 import { InteractionNotFoundError, type InteractionsFacade, type InteractionView } from '../oidc/interactions.facade.ts';
 import type { ResourcesService } from '../resources/resources.service.ts';
 import { LOOPBACK_HOSTS } from '../clients/redirect-uris.ts';
+import { APPROVAL_PROMPT } from '../oidc/profile.ts';
 
 export interface InteractionRoutesDeps {
   interactions: InteractionsFacade;
@@ -82,6 +83,29 @@ export function createInteractionRouter(deps: InteractionRoutesDeps): Router {
     });
   }
 
+  /** The MCP server a request asked for, with its scopes in words. */
+  async function describeRequested(uri: string | undefined, scopes: string[]) {
+    if (!uri) return [];
+    const resource = await deps.resources.resolve(uri);
+    const described = new Map(resource?.scopes.map((s) => [s.name, s.description]));
+    return [{ name: resource?.name ?? uri, uri, scopes: scopes.map((name) => ({ name, description: described.get(name) ?? name })) }];
+  }
+
+  async function approvalPage(ctx: Context, view: InteractionView) {
+    const redirect = URL.parse(view.redirectUri);
+    const status = view.clientStatus ?? 'pending';
+    page(ctx, status === 'pending' ? 200 : 403, 'approval.njk', {
+      title: status === 'pending' ? 'Waiting for approval' : status === 'rejected' ? 'Not approved' : 'Suspended',
+      uid: view.uid,
+      status,
+      clientName: view.clientName ?? view.clientId,
+      clientHost: /^https:\/\//.test(view.clientId) ? URL.parse(view.clientId)?.host : undefined,
+      redirectHost: redirect ? redirect.host || `${redirect.protocol}//` : view.redirectUri,
+      resources: await describeRequested(view.requested.resource, view.requested.scopes),
+      csrf: csrfFor(view.uid),
+    });
+  }
+
   async function withInteraction(ctx: Context, handler: (view: InteractionView) => Promise<void>) {
     try {
       const view = await deps.interactions.load(ctx.req, ctx.res, ctx.params.uid ?? '');
@@ -103,6 +127,7 @@ export function createInteractionRouter(deps: InteractionRoutesDeps): Router {
     withInteraction(ctx, async (view) => {
       if (view.prompt === 'login') return loginPage(ctx, view);
       if (view.prompt === 'consent') return consentPage(ctx, view);
+      if (view.prompt === APPROVAL_PROMPT) return approvalPage(ctx, view);
       errorPage(ctx, 400, 'Cannot continue', 'This request needs a step Gatehouse does not support.');
     }),
   );
@@ -145,6 +170,27 @@ export function createInteractionRouter(deps: InteractionRoutesDeps): Router {
         deps.logger.info({ event: 'consent.denied', account_id: view.accountId, client_id: view.clientId }, 'consent denied');
       } else {
         return errorPage(ctx, 400, 'Something was wrong with the form', 'Choose Allow or Deny.');
+      }
+      ctx.status = 303;
+      ctx.redirect(next);
+    }),
+  );
+
+  router.post('/interaction/:uid/approval', (ctx) =>
+    withInteraction(ctx, async (view) => {
+      const form = await readForm(ctx);
+      if (!csrfValid(view.uid, form.get('csrf'))) {
+        return errorPage(ctx, 403, 'The form has expired', 'Go back to the application and start again.');
+      }
+      if (view.prompt !== APPROVAL_PROMPT) return ctx.redirect(`/interaction/${view.uid}`);
+      const decision = form.get('decision');
+      let next: string;
+      if (decision === 'retry') {
+        next = await deps.interactions.retry(ctx.req, ctx.res);
+      } else if (decision === 'cancel') {
+        next = await deps.interactions.abort(ctx.req, ctx.res, 'access_denied', `the client is ${view.clientStatus ?? 'not approved'}: an administrator of this authorization server must approve it`);
+      } else {
+        return errorPage(ctx, 400, 'Something was wrong with the form', 'Choose Try again or Return to the application.');
       }
       ctx.status = 303;
       ctx.redirect(next);

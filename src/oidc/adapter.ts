@@ -15,7 +15,11 @@ import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 import type { DB } from '../db/database.ts';
 import { current, currentUnitOfWork } from '../db/unit-of-work.ts';
 import type { SecretBox } from '../keys/secret-box.ts';
+import { rememberClientPolicy } from '../clients/client-policy.ts';
+import type { ClientsRepository } from '../clients/clients.repository.ts';
 import { looksLikeClientIdUrl, MetadataDocumentError, type MetadataDocuments } from '../clients/metadata-documents.ts';
+import type { TrustPolicy } from '../clients/trust-policy.ts';
+import { requestContext } from '../http/request-context.ts';
 
 /** Models whose ids are bearer secrets, stored only as digests. */
 export const HASHED_MODELS = new Set([
@@ -38,7 +42,15 @@ export interface AdapterDeps {
   db: DB;
   secretBox: SecretBox;
   /** Client ID Metadata Documents; undefined when the feature is disabled. */
-  metadataDocuments?: MetadataDocuments;
+  metadataDocuments?: MetadataDocuments | undefined;
+  /** Records clients' arrival and approval status (required for the Client model). */
+  clients?: ClientsRepository;
+  trustPolicy?: TrustPolicy;
+}
+
+function arrival() {
+  const context = requestContext();
+  return { ip: context?.ip, userAgent: context?.userAgent?.slice(0, 512) };
 }
 
 function markRevoked() {
@@ -153,14 +165,33 @@ class PayloadAdapter implements Adapter {
 }
 
 class ClientAdapter implements Adapter {
-  constructor(private readonly deps: AdapterDeps) {}
+  readonly #clients: ClientsRepository;
+  readonly #trust: TrustPolicy;
+  constructor(private readonly deps: AdapterDeps) {
+    if (!deps.clients || !deps.trustPolicy) throw new Error('the Client adapter needs the clients repository and the trust policy');
+    this.#clients = deps.clients;
+    this.#trust = deps.trustPolicy;
+  }
 
+  /** Dynamic registration (RFC 7591) and its updates. A new client is recorded with who registered it, pending unless trusted. */
   async upsert(id: string, payload: AdapterPayload): Promise<void> {
     const { client_secret: secret, ...metadata } = payload as AdapterPayload & { client_secret?: string };
     const secretEnc = typeof secret === 'string' ? this.deps.secretBox.encrypt(secret, `client-secret:${id}`) : null;
+    const decision = this.#trust.decide({ method: 'dcr', clientId: id });
+    const who = arrival();
     await current(this.deps.db)
       .insertInto('clients')
-      .values({ client_id: id, metadata: JSON.stringify(metadata), client_secret_enc: secretEnc })
+      .values({
+        client_id: id,
+        metadata: JSON.stringify(metadata),
+        client_secret_enc: secretEnc,
+        registration_method: 'dcr',
+        status: decision.status,
+        ceiling: decision.ceiling === null ? null : JSON.stringify(decision.ceiling),
+        status_reason: decision.reason,
+        source_ip: who.ip ?? null,
+        user_agent: who.userAgent ?? null,
+      })
       .onConflict((oc) =>
         oc.column('client_id').doUpdateSet({
           metadata: JSON.stringify(metadata),
@@ -173,24 +204,33 @@ class ClientAdapter implements Adapter {
 
   async find(id: string): Promise<AdapterPayload | undefined> {
     // A URL client_id names a metadata document; registered clients never have URL ids.
-    if (looksLikeClientIdUrl(id)) {
-      if (!this.deps.metadataDocuments) return undefined;
-      try {
-        return (await this.deps.metadataDocuments.resolve(id)) as AdapterPayload;
-      } catch (error) {
-        if (error instanceof MetadataDocumentError) throw new errors.InvalidClient(error.message);
-        throw error;
-      }
-    }
+    if (looksLikeClientIdUrl(id)) return this.#findByDocument(id);
     const row = await current(this.deps.db)
       .selectFrom('clients')
-      .select(['metadata', 'client_secret_enc'])
+      .select(['metadata', 'client_secret_enc', 'status', 'ceiling', 'registration_method'])
       .where('client_id', '=', id)
       .executeTakeFirst();
-    if (!row) return undefined;
+    if (!row || row.registration_method !== 'dcr') return undefined;
+    rememberClientPolicy(id, { status: row.status, ceiling: row.ceiling });
     const payload = { ...row.metadata } as AdapterPayload & { client_secret?: string };
     if (row.client_secret_enc) payload.client_secret = this.deps.secretBox.decrypt(row.client_secret_enc, `client-secret:${id}`);
     return payload;
+  }
+
+  async #findByDocument(id: string): Promise<AdapterPayload | undefined> {
+    if (!this.deps.metadataDocuments) return undefined;
+    let resolved;
+    try {
+      resolved = await this.deps.metadataDocuments.resolve(id);
+    } catch (error) {
+      if (error instanceof MetadataDocumentError) throw new errors.InvalidClient(error.message);
+      throw error;
+    }
+    const policy =
+      (!resolved.fresh && (await this.#clients.policy(id))) ||
+      (await this.#clients.recordDocumentClient(id, resolved.metadata, this.#trust.decide({ method: 'cimd', clientId: id }), arrival()));
+    rememberClientPolicy(id, policy);
+    return resolved.metadata as AdapterPayload;
   }
 
   async findByUid(): Promise<undefined> {

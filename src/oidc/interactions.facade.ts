@@ -14,6 +14,10 @@ export interface InteractionView {
   /** Scopes still to be consented, per resource (canonical URI). */
   missingResourceScopes: Record<string, string[]>;
   existingGrantId: string | undefined;
+  /** What the authorization request asked for (canonical resource URI, and the scopes Gatehouse will ask). */
+  requested: { resource: string | undefined; scopes: string[] };
+  /** The approval prompt: the client's status. */
+  clientStatus: string | undefined;
 }
 
 export class InteractionNotFoundError extends Error {
@@ -38,7 +42,8 @@ export function createInteractionsFacade(provider: Provider) {
       if (interaction.uid !== uid) throw new InteractionNotFoundError('this sign-in request does not belong to this browser');
       const clientId = String(interaction.params.client_id);
       const client = await provider.Client.find(clientId);
-      const d = interaction.prompt.details as { missingResourceScopes?: Record<string, string[]> };
+      const d = interaction.prompt.details as { missingResourceScopes?: Record<string, string[]>; clientStatus?: string };
+      const resource = interaction.params.resource;
       return {
         uid: interaction.uid,
         prompt: interaction.prompt.name,
@@ -48,6 +53,11 @@ export function createInteractionsFacade(provider: Provider) {
         redirectUri: String(interaction.params.redirect_uri ?? client?.redirectUris?.[0] ?? ''),
         missingResourceScopes: d.missingResourceScopes ?? {},
         existingGrantId: interaction.grantId,
+        requested: {
+          resource: typeof resource === 'string' ? resource : undefined,
+          scopes: String(interaction.params.scope ?? '').split(' ').filter(Boolean),
+        },
+        clientStatus: d.clientStatus,
       };
     },
 
@@ -73,6 +83,11 @@ export function createInteractionsFacade(provider: Provider) {
         { consent: view.existingGrantId ? {} : { grantId } },
         { mergeWithLastSubmission: true },
       );
+    },
+
+    /** Ends the interaction with nothing decided: the authorization request is evaluated again (after an approval). */
+    async retry(req: IncomingMessage, res: ServerResponse): Promise<string> {
+      return provider.interactionResult(req, res, {}, { mergeWithLastSubmission: false });
     },
 
     /** Ends the interaction with an OAuth error returned to the client (RFC 6749 §4.1.2.1). */

@@ -4,7 +4,10 @@
  */
 import Provider, { errors, interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { AccountsService } from '../accounts/accounts.service.ts';
+import type { ClientPolicyLookup } from '../clients/client-policy.ts';
+import type { ClientsRepository } from '../clients/clients.repository.ts';
 import type { MetadataDocuments } from '../clients/metadata-documents.ts';
+import type { TrustPolicy } from '../clients/trust-policy.ts';
 import type { FetchedDocument } from '../clients/safe-fetch.ts';
 import { normalizeClientMetadata } from '../clients/redirect-uris.ts';
 import type { Config } from '../config/config.ts';
@@ -26,6 +29,9 @@ export interface ProviderDeps {
   accounts: AccountsService;
   /** Client ID Metadata Documents; undefined when disabled. */
   metadataDocuments?: MetadataDocuments;
+  clients: ClientsRepository;
+  trustPolicy: TrustPolicy;
+  clientPolicy: ClientPolicyLookup;
   /** Every outbound request oidc-provider makes (a client's jwks_uri) goes through the SSRF guard. */
   outboundFetch: (url: string) => Promise<FetchedDocument>;
   renderError: (ctx: KoaContextWithOIDC, out: { error: string; error_description?: string }) => void;
@@ -50,9 +56,25 @@ const TRANSACTIONAL = new Set([ROUTES.token, ROUTES.registration, ROUTES.revocat
  * *some* user interaction: a native client gets a code without the consent page only when the user
  * has just signed in within this very request.
  */
-function createInteractionPolicy() {
-  const { Check, base } = interactionPolicy;
+/** The prompt Gatehouse adds in front of oidc-provider's: an unapproved client gets no code (issue 3 §3). */
+export const APPROVAL_PROMPT = 'approval';
+
+function createInteractionPolicy(clientPolicy: ClientPolicyLookup) {
+  const { Check, Prompt, base } = interactionPolicy;
   const policy = base();
+  policy.unshift(
+    new Prompt(
+      { name: APPROVAL_PROMPT, requestable: false },
+      async (ctx) => {
+        const { status } = await clientPolicy(ctx.oidc.client!.clientId);
+        return { clientStatus: status };
+      },
+      new Check('client_not_approved', 'the client is not approved by an administrator of this authorization server', 'access_denied', async (ctx) => {
+        const { status } = await clientPolicy(ctx.oidc.client!.clientId);
+        return status === 'approved' ? Check.NO_NEED_TO_PROMPT : Check.REQUEST_PROMPT;
+      }),
+    ),
+  );
   const consent = policy.get('consent')!;
   consent.checks.remove('native_client_prompt');
   consent.checks.unshift(
@@ -68,7 +90,13 @@ function createInteractionPolicy() {
 export function createProvider(deps: ProviderDeps): Provider {
   const { config } = deps;
   const grants = createGrantsRepository(deps.db);
-  const adapter = createAdapterFactory({ db: deps.db, secretBox: deps.secretBox, metadataDocuments: deps.metadataDocuments });
+  const adapter = createAdapterFactory({
+    db: deps.db,
+    secretBox: deps.secretBox,
+    metadataDocuments: deps.metadataDocuments,
+    clients: deps.clients,
+    trustPolicy: deps.trustPolicy,
+  });
 
   const configuration: Configuration = {
     adapter,
@@ -139,7 +167,7 @@ export function createProvider(deps: ProviderDeps): Provider {
       for (const [name, value] of Object.entries(fetched.headers)) if (typeof value === 'string') headers.set(name, value);
       return new Response(fetched.status === 204 || fetched.status === 304 ? null : new Uint8Array(fetched.body), { status: fetched.status, headers });
     },
-    interactions: { policy: createInteractionPolicy(), url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+    interactions: { policy: createInteractionPolicy(deps.clientPolicy), url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
     async findAccount(_ctx, sub) {
       const account = await deps.accounts.findActiveById(sub);
       if (!account) return undefined;
@@ -183,7 +211,7 @@ export function createProvider(deps: ProviderDeps): Provider {
         initialAccessToken: false,
         issueRegistrationAccessToken: false,
       },
-      resourceIndicators: createResourceIndicatorsFeature({ resources: deps.resources }) as never,
+      resourceIndicators: createResourceIndicatorsFeature({ resources: deps.resources, clientPolicy: deps.clientPolicy }) as never,
     },
   };
 

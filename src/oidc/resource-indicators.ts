@@ -10,8 +10,13 @@
  * - At /authorize, requested scopes are intersected with what the resource offers, and a request
  *   without (usable) scopes gets the resource's default scopes (MCP clients omit `scope` when the
  *   protected-resource metadata lists none; oidc-provider would answer `access_denied`).
+ * - An approved client's ceiling (issue 3 §4) caps all of it: the resource must be in the ceiling,
+ *   and the scopes the resource server "offers" to this client are only the ceiling's. Because
+ *   oidc-provider intersects every access token's scopes with that list (code exchange and
+ *   refresh alike), lowering a ceiling takes effect at the next refresh.
  */
 import { errors, type Provider } from 'oidc-provider';
+import type { ClientPolicyLookup } from '../clients/client-policy.ts';
 import { canonicalizeResourceUri } from '../resources/canonical-uri.ts';
 import type { Resource } from '../resources/resources.repository.ts';
 import type { ResourcesService } from '../resources/resources.service.ts';
@@ -65,7 +70,21 @@ export function resolveRequestedScopes(requested: string | undefined, resource: 
   return kept.length ? kept : resource.defaultScopes;
 }
 
-export function createResourceIndicatorsFeature(deps: { resources: ResourcesService }) {
+/** The scopes of `resource` a client with `ceiling` may receive; undefined when the resource is outside the ceiling. */
+export function scopesWithinCeiling(resource: Resource, ceiling: Record<string, string[]> | null): string[] | undefined {
+  const offered = resource.scopes.map((s) => s.name);
+  if (ceiling === null) return offered;
+  const allowed = ceiling[resource.uri];
+  if (!allowed) return undefined;
+  return offered.filter((name) => allowed.includes(name));
+}
+
+type ClientLike = { clientId: string } | undefined;
+
+/** errors.InvalidGrant keeps its fixed description ("grant request is invalid"); say what is wrong. */
+const invalidGrant = (description: string) => Object.assign(new errors.InvalidGrant(), { error_description: description });
+
+export function createResourceIndicatorsFeature(deps: { resources: ResourcesService; clientPolicy: ClientPolicyLookup }) {
   return {
     enabled: true,
     async defaultResource(_ctx: unknown, _client: unknown, oneOf?: string | string[]) {
@@ -82,14 +101,31 @@ export function createResourceIndicatorsFeature(deps: { resources: ResourcesServ
     async useGrantedResource() {
       return true;
     },
-    async getResourceServerInfo(ctx: { oidc: OidcContextLike }, indicator: string) {
+    async getResourceServerInfo(ctx: { oidc: OidcContextLike }, indicator: string, client: ClientLike) {
       const resource = await deps.resources.resolve(indicator);
       if (!resource) throw new errors.InvalidTarget('the resource is not an MCP server registered at this authorization server');
-      if (ctx.oidc.route === 'authorization' && ctx.oidc.params) {
-        ctx.oidc.params.scope = resolveRequestedScopes(ctx.oidc.params.scope, resource).join(' ');
+      const policy = client ? await deps.clientPolicy(client.clientId) : { status: 'pending' as const, ceiling: {} };
+      // 'resume' is the authorization request continuing after sign-in, consent or approval.
+      const atAuthorization = ctx.oidc.route === 'authorization' || ctx.oidc.route === 'resume';
+      let offered = resource.scopes.map((s) => s.name);
+      if (policy.status === 'approved') {
+        const allowed = scopesWithinCeiling(resource, policy.ceiling);
+        if (!allowed?.length) {
+          const message = `this client is not approved for ${resource.name} (${resource.uri})`;
+          throw atAuthorization ? new errors.InvalidTarget(message) : invalidGrant(message);
+        }
+        offered = allowed;
+      } else if (!atAuthorization) {
+        // Suspended and rejected clients' grants are revoked; this closes any gap (and a pending client has no grant).
+        throw invalidGrant(`this client is ${policy.status}: it gets no tokens until an administrator approves it`);
+      }
+      if (atAuthorization && ctx.oidc.params) {
+        const wanted = resolveRequestedScopes(ctx.oidc.params.scope, resource).filter((s) => offered.includes(s));
+        const fallback = resource.defaultScopes.filter((s) => offered.includes(s));
+        ctx.oidc.params.scope = (wanted.length ? wanted : fallback.length ? fallback : offered).join(' ');
       }
       return {
-        scope: resource.scopes.map((s) => s.name).join(' '),
+        scope: offered.join(' '),
         audience: resource.uri,
         accessTokenFormat: 'jwt' as const,
         accessTokenTTL: resource.accessTokenTtl,

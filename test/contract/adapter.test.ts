@@ -8,6 +8,8 @@ import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { inUnitOfWork } from '../../src/db/unit-of-work.ts';
 import { createSecretBox } from '../../src/keys/secret-box.ts';
+import { createClientsRepository } from '../../src/clients/clients.repository.ts';
+import { createTrustPolicy } from '../../src/clients/trust-policy.ts';
 import { HASHED_MODELS, createAdapterFactory, digestId, sweepExpired } from '../../src/oidc/adapter.ts';
 import { createTestDatabase, type TestDatabase } from '../support/database.ts';
 
@@ -16,7 +18,12 @@ let adapterFor: (model: string) => Adapter;
 
 beforeAll(async () => {
   database = await createTestDatabase();
-  adapterFor = createAdapterFactory({ db: database.db, secretBox: createSecretBox(Buffer.alloc(32, 7)) });
+  adapterFor = createAdapterFactory({
+    db: database.db,
+    secretBox: createSecretBox(Buffer.alloc(32, 7)),
+    clients: createClientsRepository(database.db),
+    trustPolicy: createTrustPolicy({ approval: 'manual', trustedDocumentHosts: [] }),
+  });
 });
 afterAll(() => database?.close());
 
@@ -568,6 +575,22 @@ describe('Client', () => {
     const aRow = await clientRow(a);
     await database.db.updateTable('clients').set({ client_secret_enc: aRow!.client_secret_enc }).where('client_id', '=', b).execute();
     await expect(adapterFor('Client').find(b)).rejects.toThrow();
+  });
+
+  test('a registered client is recorded pending (no trust policy), by dcr; re-registration keeps its status', async () => {
+    const id = newId();
+    await adapterFor('Client').upsert(id, client(id, { token_endpoint_auth_method: 'none' }));
+    const row = await clientRow(id);
+    expect(row).toMatchObject({ status: 'pending', registration_method: 'dcr', ceiling: {} });
+    await database.db.updateTable('clients').set({ status: 'approved' }).where('client_id', '=', id).execute();
+    await adapterFor('Client').upsert(id, client(id, { token_endpoint_auth_method: 'none', client_name: 'Renamed' }));
+    expect((await clientRow(id))?.status).toBe('approved');
+  });
+
+  test('a metadata-document client recorded in the table is not served as a registered client', async () => {
+    const id = 'https://client.example.com/metadata.json';
+    await database.db.insertInto('clients').values({ client_id: `${id}#not-a-url`, metadata: JSON.stringify(client(id)), registration_method: 'cimd' }).execute();
+    expect(await adapterFor('Client').find(`${id}#not-a-url`)).toBeUndefined();
   });
 
   test('find of an unknown client returns undefined', async () => {

@@ -34,6 +34,9 @@ export async function startTestApp(
     GATEHOUSE_ISSUER: issuer,
     GATEHOUSE_LOG_LEVEL: 'silent',
     GATEHOUSE_KEY_ENCRYPTION_KEY: '11'.repeat(32),
+    // Most tests are about the OAuth flows, not onboarding: clients are approved on arrival.
+    // test/integration/client-approval.test.ts runs with the default, manual approval.
+    GATEHOUSE_CLIENT_APPROVAL: 'automatic',
     ...options.env,
   });
   const database = options.database ?? (await createTestDatabase());

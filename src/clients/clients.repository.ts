@@ -1,0 +1,195 @@
+/**
+ * The record of every client Gatehouse knows: how and when it arrived, from where, its approval
+ * status and its ceiling. (The OAuth metadata itself is written by the oidc-provider adapter.)
+ */
+import { sql } from 'kysely';
+import type { DB } from '../db/database.ts';
+import type { ClientCeiling, ClientStatus } from '../db/schema.ts';
+import { current } from '../db/unit-of-work.ts';
+
+export interface ClientPolicy {
+  status: ClientStatus;
+  /** null: no ceiling beyond what each MCP server offers. */
+  ceiling: ClientCeiling | null;
+}
+
+export interface ClientRecord extends ClientPolicy {
+  clientId: string;
+  name: string;
+  metadata: Record<string, unknown>;
+  redirectUris: string[];
+  registrationMethod: 'dcr' | 'cimd';
+  sourceIp: string | null;
+  userAgent: string | null;
+  approvedRedirectUris: string[] | null;
+  statusReason: string | null;
+  statusChangedAt: Date | null;
+  statusChangedBy: string | null;
+  createdAt: Date;
+  lastUsedAt: Date | null;
+}
+
+/** Who asked, recorded with a client that arrives unannounced. */
+export interface Arrival {
+  ip: string | undefined;
+  userAgent: string | undefined;
+}
+
+export interface StatusChange {
+  status: ClientStatus;
+  reason: string | null;
+  by: string;
+  ceiling?: ClientCeiling | null;
+  approvedRedirectUris?: string[] | null;
+}
+
+type Row = {
+  client_id: string;
+  metadata: Record<string, unknown>;
+  status: ClientStatus;
+  registration_method: 'dcr' | 'cimd';
+  source_ip: string | null;
+  user_agent: string | null;
+  ceiling: ClientCeiling | null;
+  approved_redirect_uris: string[] | null;
+  status_reason: string | null;
+  status_changed_at: Date | null;
+  status_changed_by: string | null;
+  created_at: Date;
+  last_used_at: Date | null;
+};
+
+const COLUMNS = [
+  'client_id',
+  'metadata',
+  'status',
+  'registration_method',
+  'source_ip',
+  'user_agent',
+  'ceiling',
+  'approved_redirect_uris',
+  'status_reason',
+  'status_changed_at',
+  'status_changed_by',
+  'created_at',
+  'last_used_at',
+] as const;
+
+function toRecord(row: Row): ClientRecord {
+  const redirectUris = Array.isArray(row.metadata.redirect_uris) ? row.metadata.redirect_uris.map(String) : [];
+  return {
+    clientId: row.client_id,
+    name: typeof row.metadata.client_name === 'string' && row.metadata.client_name ? row.metadata.client_name : row.client_id,
+    metadata: row.metadata,
+    redirectUris,
+    status: row.status,
+    ceiling: row.ceiling,
+    registrationMethod: row.registration_method,
+    sourceIp: row.source_ip,
+    userAgent: row.user_agent,
+    approvedRedirectUris: row.approved_redirect_uris,
+    statusReason: row.status_reason,
+    statusChangedAt: row.status_changed_at,
+    statusChangedBy: row.status_changed_by,
+    createdAt: row.created_at,
+    lastUsedAt: row.last_used_at,
+  };
+}
+
+export const sameUris = (a: readonly string[], b: readonly string[]) => a.length === b.length && [...a].sort().join('\n') === [...b].sort().join('\n');
+
+export function createClientsRepository(db: DB) {
+  return {
+    async list(filter: { status?: ClientStatus | undefined } = {}): Promise<ClientRecord[]> {
+      let query = current(db).selectFrom('clients').select(COLUMNS).orderBy('created_at', 'desc');
+      if (filter.status) query = query.where('status', '=', filter.status);
+      return (await query.execute()).map((row) => toRecord(row as Row));
+    },
+
+    async get(clientId: string): Promise<ClientRecord | undefined> {
+      const row = await current(db).selectFrom('clients').select(COLUMNS).where('client_id', '=', clientId).executeTakeFirst();
+      return row ? toRecord(row as Row) : undefined;
+    },
+
+    async policy(clientId: string): Promise<ClientPolicy | undefined> {
+      return current(db).selectFrom('clients').select(['status', 'ceiling']).where('client_id', '=', clientId).executeTakeFirst();
+    },
+
+    async changeStatus(clientId: string, change: StatusChange): Promise<boolean> {
+      const result = await current(db)
+        .updateTable('clients')
+        .set({
+          status: change.status,
+          status_reason: change.reason,
+          status_changed_by: change.by,
+          status_changed_at: sql<Date>`now()`,
+          updated_at: sql<Date>`now()`,
+          ...(change.ceiling !== undefined ? { ceiling: change.ceiling === null ? null : JSON.stringify(change.ceiling) } : {}),
+          ...(change.approvedRedirectUris !== undefined
+            ? { approved_redirect_uris: change.approvedRedirectUris === null ? null : JSON.stringify(change.approvedRedirectUris) }
+            : {}),
+        })
+        .where('client_id', '=', clientId)
+        .executeTakeFirst();
+      return result.numUpdatedRows > 0n;
+    },
+
+    /** Deletes every grant, refresh token and code of a client (its JWT access tokens expire on their own). */
+    async revokeTokens(clientId: string): Promise<number> {
+      const result = await current(db)
+        .deleteFrom('oidc_payloads')
+        .where('client_id', '=', clientId)
+        .where('model', 'in', ['Grant', 'RefreshToken', 'AuthorizationCode', 'AccessToken'])
+        .executeTakeFirst();
+      return Number(result.numDeletedRows);
+    },
+
+    /**
+     * Records a client identified by its metadata document, freshly fetched. A new client gets
+     * `initial`; a known one gets the new metadata, and if it was approved for other redirect URIs
+     * it goes back to pending (issue 3 §4: the admin sees the difference and decides again).
+     */
+    async recordDocumentClient(clientId: string, metadata: Record<string, unknown>, initial: ClientPolicy & { reason: string | null }, arrival: Arrival): Promise<ClientPolicy> {
+      const existing = await current(db)
+        .selectFrom('clients')
+        .select(['status', 'ceiling', 'approved_redirect_uris', 'metadata'])
+        .where('client_id', '=', clientId)
+        .executeTakeFirst();
+      const redirectUris = Array.isArray(metadata.redirect_uris) ? metadata.redirect_uris.map(String) : [];
+      if (!existing) {
+        await current(db)
+          .insertInto('clients')
+          .values({
+            client_id: clientId,
+            metadata: JSON.stringify(metadata),
+            registration_method: 'cimd',
+            status: initial.status,
+            ceiling: initial.ceiling === null ? null : JSON.stringify(initial.ceiling),
+            status_reason: initial.reason,
+            approved_redirect_uris: initial.status === 'approved' ? JSON.stringify(redirectUris) : null,
+            source_ip: arrival.ip ?? null,
+            user_agent: arrival.userAgent ?? null,
+          })
+          .onConflict((oc) => oc.column('client_id').doNothing())
+          .execute();
+        return { status: initial.status, ceiling: initial.ceiling };
+      }
+      const changed = existing.status === 'approved' && existing.approved_redirect_uris !== null && !sameUris(existing.approved_redirect_uris, redirectUris);
+      const status: ClientStatus = changed ? 'pending' : existing.status;
+      await current(db)
+        .updateTable('clients')
+        .set({
+          metadata: JSON.stringify(metadata),
+          updated_at: sql<Date>`now()`,
+          ...(changed
+            ? { status, status_reason: 'its metadata document now lists other redirect URIs', status_changed_by: 'gatehouse', status_changed_at: sql<Date>`now()` }
+            : {}),
+        })
+        .where('client_id', '=', clientId)
+        .execute();
+      return { status, ceiling: existing.ceiling };
+    },
+  };
+}
+
+export type ClientsRepository = ReturnType<typeof createClientsRepository>;
