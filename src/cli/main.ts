@@ -1,5 +1,5 @@
 /**
- * The `gatehouse` command: serve, migrate, user, resource.
+ * The `gatehouse` command: serve, migrate, user, resource, client.
  */
 import { parseArgs } from 'node:util';
 import { AccountInputError, createAccountsService } from '../accounts/accounts.service.ts';
@@ -10,6 +10,10 @@ import { migrateToLatest, pendingMigrations } from '../db/migrator.ts';
 import { createLogger } from '../http/logger.ts';
 import { ResourceExistsError } from '../resources/resources.repository.ts';
 import { ResourceInputError, createResourcesService } from '../resources/resources.service.ts';
+import { userInfo } from 'node:os';
+import type { ClientRecord } from '../clients/clients.repository.ts';
+import { ClientInputError, ClientNotFoundError, createClientsService } from '../clients/clients.service.ts';
+import type { ClientStatus } from '../db/schema.ts';
 import { readSecret } from './prompt.ts';
 
 const USAGE = `Usage: gatehouse <command>
@@ -23,6 +27,16 @@ const USAGE = `Usage: gatehouse <command>
                                 register an MCP server
   resource list [--json]        list registered MCP servers
   resource remove URI           unregister an MCP server
+  client list [--pending | --status STATUS] [--json]
+                                list clients (newest first)
+  client show ID [--json]       one client: how it arrived, redirect URIs, status, ceiling
+  client approve ID --resource URI --scopes "A B" [--resource URI --scopes "…" …]
+                                approve a client; its ceiling becomes exactly these MCP
+                                servers and scopes (approve again to change the ceiling)
+  client reject ID [--reason TEXT]
+  client suspend ID [--reason TEXT]
+                                reject or suspend a client; its grants and refresh tokens
+                                are revoked at once
 
 Settings come from environment variables; see the README.`;
 
@@ -157,6 +171,76 @@ async function resourceCommand(config: Config, args: string[]) {
   });
 }
 
+const STATUSES: ClientStatus[] = ['pending', 'approved', 'rejected', 'suspended'];
+
+function describeCeiling(client: ClientRecord): string {
+  if (client.ceiling === null) return 'no ceiling (every scope each MCP server offers)';
+  const entries = Object.entries(client.ceiling);
+  return entries.length ? entries.map(([uri, scopes]) => `${uri}: ${scopes.join(' ')}`).join('; ') : 'nothing';
+}
+
+function describeClient(c: ClientRecord): string {
+  const lines = [
+    `${c.clientId}`,
+    `  name:          ${c.name}`,
+    `  status:        ${c.status}${c.statusReason ? ` (${c.statusReason})` : ''}${c.statusChangedBy ? ` by ${c.statusChangedBy}` : ''}`,
+    `  arrived:       ${c.createdAt.toISOString()} by ${c.registrationMethod === 'cimd' ? 'metadata document' : 'dynamic registration'}` +
+      `${c.sourceIp ? ` from ${c.sourceIp}` : ''}${c.userAgent ? ` (${c.userAgent})` : ''}`,
+    `  redirect URIs: ${c.redirectUris.join(' ')}`,
+  ];
+  if (c.approvedRedirectUris && c.status === 'pending') lines.push(`  approved URIs: ${c.approvedRedirectUris.join(' ')} (before the change)`);
+  lines.push(`  ceiling:       ${describeCeiling(c)}`);
+  return `${lines.join('\n')}\n`;
+}
+
+async function clientCommand(config: Config, args: string[]) {
+  const { positionals, values } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      pending: { type: 'boolean' },
+      status: { type: 'string' },
+      json: { type: 'boolean' },
+      resource: { type: 'string', multiple: true },
+      scopes: { type: 'string', multiple: true },
+      reason: { type: 'string' },
+    },
+  });
+  const [action, clientId] = positionals;
+  const by = `cli:${userInfo().username}`;
+  await withDatabase(config, async ({ db }) => {
+    const clients = createClientsService({ db, resources: createResourcesService({ db }) });
+    const print = (c: ClientRecord) => process.stdout.write(values.json ? `${JSON.stringify(c, null, 2)}\n` : describeClient(c));
+    if (action === 'list') {
+      const status = values.pending ? 'pending' : (values.status as ClientStatus | undefined);
+      if (status && !STATUSES.includes(status)) throw new UsageError(`--status must be one of ${STATUSES.join(', ')}`);
+      const list = await clients.list({ status });
+      if (values.json) return void process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+      if (!list.length) process.stdout.write(status ? `No ${status} clients.\n` : 'No clients yet.\n');
+      for (const c of list) process.stdout.write(`${c.status.padEnd(9)}  ${c.createdAt.toISOString()}  ${c.clientId}  ${c.name}\n`);
+      return;
+    }
+    if (!clientId) throw new UsageError('usage: gatehouse client list|show|approve|reject|suspend …');
+    if (action === 'show') {
+      const c = await clients.get(clientId);
+      if (!c) throw new ClientNotFoundError(`no client ${clientId} is known`);
+      return print(c);
+    }
+    if (action === 'approve') {
+      const resources = values.resource ?? [];
+      const scopes = values.scopes ?? [];
+      if (!resources.length || resources.length !== scopes.length) {
+        throw new UsageError('give each --resource URI its --scopes "A B" (one --scopes per --resource)');
+      }
+      const entries = resources.map((resource, i) => ({ resource, scopes: scopes[i]!.split(/[\s,]+/).filter(Boolean) }));
+      return print(await clients.approve(clientId, entries, by));
+    }
+    if (action === 'reject') return print(await clients.reject(clientId, by, values.reason ?? null));
+    if (action === 'suspend') return print(await clients.suspend(clientId, by, values.reason ?? null));
+    throw new UsageError('usage: gatehouse client list|show|approve|reject|suspend …');
+  });
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command = 'serve', ...rest] = argv;
   if (command === 'help' || command === '--help' || command === '-h') {
@@ -184,6 +268,9 @@ async function main(argv: string[]): Promise<number> {
     case 'resource':
       await resourceCommand(config, rest);
       return 0;
+    case 'client':
+      await clientCommand(config, rest);
+      return 0;
     default:
       throw new UsageError(`unknown command "${command}"\n\n${USAGE}`);
   }
@@ -198,6 +285,8 @@ main(process.argv.slice(2)).then(
       err instanceof ConfigError ||
       err instanceof UsageError ||
       err instanceof AccountInputError ||
+      err instanceof ClientInputError ||
+      err instanceof ClientNotFoundError ||
       err instanceof ResourceInputError ||
       err instanceof ResourceExistsError ||
       err instanceof DatabaseInUseError;

@@ -235,6 +235,49 @@ describe('with PostgreSQL', () => {
     expect(await query('select 1 from accounts where email = $1', ['dave@example.com'])).toHaveLength(0);
   });
 
+  test('client list, show, approve, reject and suspend: the onboarding queue from the command line', async () => {
+    await gatehouse(['resource', 'add', 'https://tools.example.com/mcp', '--name', 'Tools', '--scope', 'run=Run tools', '--scope', 'admin=Administer'], { env });
+    const metadata = { client_id: 'cli-client-1', client_name: 'Queue Client', redirect_uris: ['http://127.0.0.1/cb'], token_endpoint_auth_method: 'none' };
+    await query(`insert into clients (client_id, metadata, source_ip, user_agent) values ($1, $2, '203.0.113.7', 'Agent/1')`, ['cli-client-1', JSON.stringify(metadata)]);
+    await query(`insert into clients (client_id, metadata, status) values ('cli-client-2', '{"client_name":"Other"}', 'approved')`);
+
+    const pending = await gatehouse(['client', 'list', '--pending'], { env });
+    expect(pending.stderr).toBe('');
+    expect(pending.code).toBe(0);
+    expect(pending.stdout).toMatch(/^pending\s+\S+\s+cli-client-1\s+Queue Client$/m);
+    expect(pending.stdout).not.toContain('cli-client-2');
+
+    const shown = await gatehouse(['client', 'show', 'cli-client-1'], { env });
+    expect(shown.stdout).toMatch(/arrived: .* by dynamic registration from 203\.0\.113\.7 \(Agent\/1\)/);
+    expect(shown.stdout).toMatch(/ceiling:\s+nothing/);
+
+    const approved = await gatehouse(['client', 'approve', 'cli-client-1', '--resource', 'https://TOOLS.example.com/mcp', '--scopes', 'run'], { env });
+    expect(approved.stderr).toBe('');
+    expect(approved.code).toBe(0);
+    expect(approved.stdout).toMatch(/status:\s+approved by cli:/);
+    const [row] = await query<{ status: string; ceiling: unknown }>(`select status, ceiling from clients where client_id = 'cli-client-1'`);
+    expect(row).toEqual({ status: 'approved', ceiling: { 'https://tools.example.com/mcp': ['run'] } });
+
+    for (const args of [
+      ['client', 'approve', 'cli-client-1', '--resource', 'https://tools.example.com/mcp', '--scopes', 'delete'],
+      ['client', 'approve', 'cli-client-1', '--resource', 'https://unknown.example.com'],
+      ['client', 'approve', 'no-such-client', '--resource', 'https://tools.example.com/mcp', '--scopes', 'run'],
+      ['client', 'suspend', 'no-such-client'],
+      ['client', 'list', '--status', 'sleeping'],
+    ]) {
+      const refused = await gatehouse(args, { env });
+      expect(refused.code, args.join(' ')).toBe(2);
+      expect(refused.stderr).toMatch(/^gatehouse: /);
+    }
+    expect((await query<{ ceiling: unknown }>(`select ceiling from clients where client_id = 'cli-client-1'`))[0]!.ceiling).toEqual({ 'https://tools.example.com/mcp': ['run'] });
+
+    const suspended = await gatehouse(['client', 'suspend', 'cli-client-1', '--reason', 'lost laptop'], { env });
+    expect(suspended.code).toBe(0);
+    expect(suspended.stdout).toMatch(/status:\s+suspended \(lost laptop\)/);
+    const rejected = await gatehouse(['client', 'reject', 'cli-client-2', '--json'], { env });
+    expect(JSON.parse(rejected.stdout)).toMatchObject({ clientId: 'cli-client-2', status: 'rejected' });
+  });
+
   test('an unknown command exits 2 with the usage', async () => {
     const r = await gatehouse(['frobnicate'], { env });
     expect(r.code).toBe(2);
