@@ -5,6 +5,7 @@
 import type { Logger } from 'pino';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import { createAccountsService } from '../accounts/accounts.service.ts';
+import { createAuditLog } from '../audit/audit-log.ts';
 import { createClientPolicyLookup } from '../clients/client-policy.ts';
 import { createClientsRepository } from '../clients/clients.repository.ts';
 import { createClientsService } from '../clients/clients.service.ts';
@@ -60,11 +61,13 @@ export async function buildApp(config: Config, database: DatabaseHandle, logger:
           cacheBounds: DOCUMENT_CACHE,
         })
       : undefined;
+  const audit = createAuditLog({ db, logger });
   const clientsRepository = createClientsRepository(db);
-  const clients = createClientsService({ db, resources });
+  const clients = createClientsService({ db, resources, audit });
   const provider = createProvider({
     metadataDocuments,
     clients: clientsRepository,
+    audit,
     trustPolicy: createTrustPolicy({ approval: config.clientApproval, trustedDocumentHosts: config.trustedDocumentHosts }),
     clientPolicy: createClientPolicyLookup(clientsRepository),
     outboundFetch: (url) => safeFetch(url, { ...JWKS_FETCH, trust: testOnly.documentFetchTrust }),
@@ -90,13 +93,14 @@ export async function buildApp(config: Config, database: DatabaseHandle, logger:
     interactions,
     accounts,
     resources,
+    audit,
     views,
     logger,
     trustProxy: config.trustProxy,
     registrationOpen: config.registration === 'open',
     csrfSecret: keys.cookies[0]!,
   });
-  return { app, provider, resources, accounts, clients, keys, db };
+  return { app, provider, resources, accounts, clients, audit, keys, db };
 }
 
 export type BuiltApp = Awaited<ReturnType<typeof buildApp>>;

@@ -1,6 +1,7 @@
 /**
  * The public listener: the issuer (oidc-provider), the login and consent pages, and their assets.
  */
+import { randomUUID } from 'node:crypto';
 import Koa from 'koa';
 import type { Logger } from 'pino';
 import type Provider from 'oidc-provider';
@@ -40,7 +41,11 @@ export function createPublicApp(deps: PublicAppDeps): Koa {
     }
   });
   app.use(securityHeaders);
-  app.use((ctx, next) => runInRequestContext({ ip: ctx.ip, userAgent: ctx.get('user-agent') || undefined }, next));
+  app.use((ctx, next) => {
+    const requestId = randomUUID();
+    ctx.set('X-Request-Id', requestId);
+    return runInRequestContext({ ip: ctx.ip, userAgent: ctx.get('user-agent').slice(0, 512) || undefined, requestId }, next);
+  });
 
   app.use(async (ctx, next) => {
     if (ctx.method === 'GET' && ctx.path === '/assets/gatehouse.css') {

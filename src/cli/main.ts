@@ -11,6 +11,7 @@ import { createLogger } from '../http/logger.ts';
 import { ResourceExistsError } from '../resources/resources.repository.ts';
 import { ResourceInputError, createResourcesService } from '../resources/resources.service.ts';
 import { userInfo } from 'node:os';
+import { createAuditLog } from '../audit/audit-log.ts';
 import type { ClientRecord } from '../clients/clients.repository.ts';
 import { ClientInputError, ClientNotFoundError, createClientsService } from '../clients/clients.service.ts';
 import type { ClientStatus } from '../db/schema.ts';
@@ -209,7 +210,7 @@ async function clientCommand(config: Config, args: string[]) {
   const [action, clientId] = positionals;
   const by = `cli:${userInfo().username}`;
   await withDatabase(config, async ({ db }) => {
-    const clients = createClientsService({ db, resources: createResourcesService({ db }) });
+    const clients = createClientsService({ db, resources: createResourcesService({ db }), audit: createAuditLog({ db }) });
     const print = (c: ClientRecord) => process.stdout.write(values.json ? `${JSON.stringify(c, null, 2)}\n` : describeClient(c));
     if (action === 'list') {
       const status = values.pending ? 'pending' : (values.status as ClientStatus | undefined);

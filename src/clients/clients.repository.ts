@@ -149,7 +149,12 @@ export function createClientsRepository(db: DB) {
      * `initial`; a known one gets the new metadata, and if it was approved for other redirect URIs
      * it goes back to pending (issue 3 §4: the admin sees the difference and decides again).
      */
-    async recordDocumentClient(clientId: string, metadata: Record<string, unknown>, initial: ClientPolicy & { reason: string | null }, arrival: Arrival): Promise<ClientPolicy> {
+    async recordDocumentClient(
+      clientId: string,
+      metadata: Record<string, unknown>,
+      initial: ClientPolicy & { reason: string | null },
+      arrival: Arrival,
+    ): Promise<ClientPolicy & { created: boolean; returnedToPending: boolean }> {
       const existing = await current(db)
         .selectFrom('clients')
         .select(['status', 'ceiling', 'approved_redirect_uris', 'metadata'])
@@ -172,7 +177,7 @@ export function createClientsRepository(db: DB) {
           })
           .onConflict((oc) => oc.column('client_id').doNothing())
           .execute();
-        return { status: initial.status, ceiling: initial.ceiling };
+        return { status: initial.status, ceiling: initial.ceiling, created: true, returnedToPending: false };
       }
       const changed = existing.status === 'approved' && existing.approved_redirect_uris !== null && !sameUris(existing.approved_redirect_uris, redirectUris);
       const status: ClientStatus = changed ? 'pending' : existing.status;
@@ -187,7 +192,7 @@ export function createClientsRepository(db: DB) {
         })
         .where('client_id', '=', clientId)
         .execute();
-      return { status, ceiling: existing.ceiling };
+      return { status, ceiling: existing.ceiling, created: false, returnedToPending: changed };
     },
   };
 }

@@ -2,6 +2,7 @@
  * Client onboarding decisions, shared by the CLI (and the admin console and API to come):
  * approve with a ceiling, change the ceiling, reject, suspend. Each decision is one transaction.
  */
+import type { AuditLog } from '../audit/audit-log.ts';
 import type { DB } from '../db/database.ts';
 import type { ClientCeiling, ClientStatus } from '../db/schema.ts';
 import { inTransaction } from '../db/unit-of-work.ts';
@@ -21,7 +22,7 @@ export interface CeilingEntry {
   scopes: string[];
 }
 
-export function createClientsService(deps: { db: DB; resources: ResourcesService }) {
+export function createClientsService(deps: { db: DB; resources: ResourcesService; audit: AuditLog }) {
   const repo = createClientsRepository(deps.db);
 
   async function existing(clientId: string): Promise<ClientRecord> {
@@ -53,10 +54,16 @@ export function createClientsService(deps: { db: DB; resources: ResourcesService
 
   async function decide(clientId: string, status: Exclude<ClientStatus, 'approved' | 'pending'>, by: string, reason: string | null) {
     return inTransaction(deps.db, async () => {
-      await existing(clientId);
+      const before = await existing(clientId);
       await repo.changeStatus(clientId, { status, reason, by });
       // Issue 3 §4: suspending (or rejecting) a client revokes all its grants and refresh tokens at once.
-      await repo.revokeTokens(clientId);
+      const revoked = await repo.revokeTokens(clientId);
+      await deps.audit.record({
+        event: status === 'rejected' ? 'client.rejected' : 'client.suspended',
+        actor: by,
+        clientId,
+        details: { reason, previous_status: before.status, revoked_rows: revoked },
+      });
       return existing(clientId);
     });
   }
@@ -74,6 +81,12 @@ export function createClientsService(deps: { db: DB; resources: ResourcesService
       return inTransaction(deps.db, async () => {
         const client = await existing(clientId);
         await repo.changeStatus(clientId, { status: 'approved', reason: null, by, ceiling, approvedRedirectUris: client.redirectUris });
+        await deps.audit.record({
+          event: client.status === 'approved' ? 'client.ceiling_changed' : 'client.approved',
+          actor: by,
+          clientId,
+          details: { ceiling, previous_ceiling: client.ceiling, previous_status: client.status, redirect_uris: client.redirectUris },
+        });
         return existing(clientId);
       });
     },

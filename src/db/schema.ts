@@ -70,8 +70,23 @@ export interface AccountsTable {
   email: string;
   password_hash: string;
   disabled_at: Date | null;
+  role: ColumnType<'user' | 'admin', 'user' | 'admin' | undefined, 'user' | 'admin'>;
   created_at: Generated<Date>;
   updated_at: Generated<Date>;
+}
+
+export interface AuditEventsTable {
+  id: Generated<string>;
+  occurred_at: Generated<Date>;
+  event: string;
+  actor: string | null;
+  client_id: string | null;
+  account_id: string | null;
+  resource: string | null;
+  source_ip: string | null;
+  user_agent: string | null;
+  request_id: string | null;
+  details: ColumnType<Record<string, unknown>, string | undefined, never>;
 }
 
 export interface KeysTable {
@@ -91,4 +106,5 @@ export interface Database {
   resources: ResourcesTable;
   accounts: AccountsTable;
   keys: KeysTable;
+  audit_events: AuditEventsTable;
 }

@@ -8,6 +8,8 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 export interface RequestContext {
   ip: string;
   userAgent: string | undefined;
+  /** A random id, also sent as X-Request-Id, to tie log lines and audit events together. */
+  requestId: string;
   /** Per-request memo; keys are namespaced by their owner. */
   memo: Map<string, unknown>;
 }

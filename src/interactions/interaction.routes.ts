@@ -8,6 +8,7 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import type { Logger } from 'pino';
 import type { AccountsService } from '../accounts/accounts.service.ts';
+import type { AuditLog } from '../audit/audit-log.ts';
 import { FormBodyError, readForm } from '../http/form-body.ts';
 import type { Views } from '../http/views.ts';
 import { InteractionNotFoundError, type InteractionsFacade, type InteractionView } from '../oidc/interactions.facade.ts';
@@ -19,6 +20,7 @@ export interface InteractionRoutesDeps {
   interactions: InteractionsFacade;
   accounts: AccountsService;
   resources: ResourcesService;
+  audit: AuditLog;
   views: Views;
   logger: Logger;
   /** Secret for CSRF tokens (the current cookie key). */
@@ -144,10 +146,10 @@ export function createInteractionRouter(deps: InteractionRoutesDeps): Router {
       if (!email || !password) return loginPage(ctx, view, 400, 'Enter your email and password.', email);
       const account = await deps.accounts.authenticate(email, password);
       if (!account) {
-        deps.logger.info({ event: 'login.failed', client_id: view.clientId }, 'sign-in failed');
+        await deps.audit.record({ event: 'user.sign_in_failed', clientId: view.clientId, details: { email } });
         return loginPage(ctx, view, 401, 'That email and password do not match an account.', email);
       }
-      deps.logger.info({ event: 'login.succeeded', account_id: account.id, client_id: view.clientId }, 'signed in');
+      await deps.audit.record({ event: 'user.sign_in_succeeded', actor: `user:${account.id}`, accountId: account.id, clientId: view.clientId });
       ctx.status = 303;
       ctx.redirect(await deps.interactions.finishLogin(ctx.req, ctx.res, account.id));
     }),
@@ -164,10 +166,17 @@ export function createInteractionRouter(deps: InteractionRoutesDeps): Router {
       let next: string;
       if (decision === 'allow') {
         next = await deps.interactions.finishConsent(ctx.req, ctx.res, view);
-        deps.logger.info({ event: 'consent.granted', account_id: view.accountId, client_id: view.clientId }, 'consent granted');
+        await deps.audit.record({
+          event: 'consent.granted',
+          actor: `user:${view.accountId}`,
+          accountId: view.accountId,
+          clientId: view.clientId,
+          resource: Object.keys(view.missingResourceScopes)[0],
+          details: { scopes: view.missingResourceScopes },
+        });
       } else if (decision === 'deny') {
         next = await deps.interactions.abort(ctx.req, ctx.res, 'access_denied', 'the user denied the request');
-        deps.logger.info({ event: 'consent.denied', account_id: view.accountId, client_id: view.clientId }, 'consent denied');
+        await deps.audit.record({ event: 'consent.denied', actor: `user:${view.accountId}`, accountId: view.accountId, clientId: view.clientId });
       } else {
         return errorPage(ctx, 400, 'Something was wrong with the form', 'Choose Allow or Deny.');
       }

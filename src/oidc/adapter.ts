@@ -16,6 +16,7 @@ import type { DB } from '../db/database.ts';
 import { current, currentUnitOfWork } from '../db/unit-of-work.ts';
 import type { SecretBox } from '../keys/secret-box.ts';
 import { rememberClientPolicy } from '../clients/client-policy.ts';
+import type { AuditLog } from '../audit/audit-log.ts';
 import type { ClientsRepository } from '../clients/clients.repository.ts';
 import { looksLikeClientIdUrl, MetadataDocumentError, type MetadataDocuments } from '../clients/metadata-documents.ts';
 import type { TrustPolicy } from '../clients/trust-policy.ts';
@@ -46,6 +47,7 @@ export interface AdapterDeps {
   /** Records clients' arrival and approval status (required for the Client model). */
   clients?: ClientsRepository;
   trustPolicy?: TrustPolicy;
+  audit?: AuditLog;
 }
 
 function arrival() {
@@ -223,13 +225,24 @@ class ClientAdapter implements Adapter {
     try {
       resolved = await this.deps.metadataDocuments.resolve(id);
     } catch (error) {
-      if (error instanceof MetadataDocumentError) throw new errors.InvalidClient(error.message);
+      if (error instanceof MetadataDocumentError) {
+        await this.deps.audit?.record({ event: 'client.metadata_refused', clientId: id, details: { reason: error.message } });
+        throw new errors.InvalidClient(error.message);
+      }
       throw error;
     }
-    const policy =
-      (!resolved.fresh && (await this.#clients.policy(id))) ||
-      (await this.#clients.recordDocumentClient(id, resolved.metadata, this.#trust.decide({ method: 'cimd', clientId: id }), arrival()));
-    rememberClientPolicy(id, policy);
+    let policy = !resolved.fresh ? await this.#clients.policy(id) : undefined;
+    if (!policy) {
+      const recorded = await this.#clients.recordDocumentClient(id, resolved.metadata, this.#trust.decide({ method: 'cimd', clientId: id }), arrival());
+      policy = recorded;
+      await this.deps.audit?.record({
+        event: recorded.returnedToPending ? 'client.returned_to_pending' : 'client.metadata_fetched',
+        actor: recorded.returnedToPending ? 'gatehouse' : `client:${id}`,
+        clientId: id,
+        details: { client_name: resolved.metadata.client_name, redirect_uris: resolved.metadata.redirect_uris, status: recorded.status, new: recorded.created },
+      });
+    }
+    rememberClientPolicy(id, { status: policy.status, ceiling: policy.ceiling });
     return resolved.metadata as AdapterPayload;
   }
 

@@ -4,6 +4,7 @@
  */
 import Provider, { errors, interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { AccountsService } from '../accounts/accounts.service.ts';
+import type { AuditLog } from '../audit/audit-log.ts';
 import type { ClientPolicyLookup } from '../clients/client-policy.ts';
 import type { ClientsRepository } from '../clients/clients.repository.ts';
 import type { MetadataDocuments } from '../clients/metadata-documents.ts';
@@ -12,7 +13,7 @@ import type { FetchedDocument } from '../clients/safe-fetch.ts';
 import { normalizeClientMetadata } from '../clients/redirect-uris.ts';
 import type { Config } from '../config/config.ts';
 import type { DB } from '../db/database.ts';
-import { inUnitOfWork } from '../db/unit-of-work.ts';
+import { currentUnitOfWork, inUnitOfWork } from '../db/unit-of-work.ts';
 import type { KeyMaterial } from '../keys/keys.service.ts';
 import type { SecretBox } from '../keys/secret-box.ts';
 import type { ResourcesService } from '../resources/resources.service.ts';
@@ -31,6 +32,7 @@ export interface ProviderDeps {
   metadataDocuments?: MetadataDocuments;
   clients: ClientsRepository;
   trustPolicy: TrustPolicy;
+  audit: AuditLog;
   clientPolicy: ClientPolicyLookup;
   /** Every outbound request oidc-provider makes (a client's jwks_uri) goes through the SSRF guard. */
   outboundFetch: (url: string) => Promise<FetchedDocument>;
@@ -96,6 +98,7 @@ export function createProvider(deps: ProviderDeps): Provider {
     metadataDocuments: deps.metadataDocuments,
     clients: deps.clients,
     trustPolicy: deps.trustPolicy,
+    audit: deps.audit,
   });
 
   const configuration: Configuration = {
@@ -228,6 +231,51 @@ export function createProvider(deps: ProviderDeps): Provider {
     await next();
   });
 
+  /** Audit events for token, registration and revocation requests, in their transaction. */
+  async function auditOutcome(ctx: KoaContextWithOIDC) {
+    const { oidc } = ctx;
+    const clientId = oidc?.client?.clientId;
+    if (ctx.path === ROUTES.token) {
+      if (ctx.status === 200) {
+        const at = oidc.entities.AccessToken as { accountId?: string; aud?: string | string[]; scope?: string; grantId?: string } | undefined;
+        const refresh = oidc.params?.grant_type === 'refresh_token';
+        await deps.audit.record({
+          event: refresh ? 'token.refreshed' : 'token.issued',
+          actor: clientId ? `client:${clientId}` : undefined,
+          clientId,
+          accountId: at?.accountId,
+          resource: typeof at?.aud === 'string' ? at.aud : at?.aud?.[0],
+          details: { grant_type: oidc.params?.grant_type, scope: at?.scope, grant_id: at?.grantId },
+        });
+      } else if (currentUnitOfWork()?.revoked) {
+        const token = (oidc.entities.RefreshToken ?? oidc.entities.AuthorizationCode) as { accountId?: string; grantId?: string } | undefined;
+        await deps.audit.record({
+          event: 'token.reuse_detected',
+          actor: clientId ? `client:${clientId}` : undefined,
+          clientId,
+          accountId: token?.accountId,
+          details: { grant_type: oidc.params?.grant_type, grant_id: token?.grantId, revoked: 'the whole grant' },
+        });
+      }
+    } else if (ctx.path === ROUTES.registration && ctx.status === 201) {
+      const body = ctx.body as { client_id?: string; client_name?: string; redirect_uris?: string[]; token_endpoint_auth_method?: string };
+      const policy = body.client_id ? await deps.clientPolicy(body.client_id) : undefined;
+      await deps.audit.record({
+        event: 'client.registered',
+        actor: body.client_id ? `client:${body.client_id}` : undefined,
+        clientId: body.client_id,
+        details: { client_name: body.client_name, redirect_uris: body.redirect_uris, token_endpoint_auth_method: body.token_endpoint_auth_method, status: policy?.status },
+      });
+    } else if (ctx.path === ROUTES.revocation && ctx.status === 200) {
+      await deps.audit.record({
+        event: 'token.revoked',
+        actor: clientId ? `client:${clientId}` : undefined,
+        clientId,
+        details: { token_type_hint: oidc.params?.token_type_hint },
+      });
+    }
+  }
+
   if (deps.metadataDocuments) {
     const documents = deps.metadataDocuments;
     provider.use((_ctx, next) => documents.withinRequest(next));
@@ -236,7 +284,14 @@ export function createProvider(deps: ProviderDeps): Provider {
   provider.use(async (ctx, next) => {
     // Token, registration and revocation requests are all-or-nothing.
     if (ctx.method === 'POST' && TRANSACTIONAL.has(ctx.path as never)) {
-      await inUnitOfWork(deps.db, () => next(), () => ctx.status < 400);
+      await inUnitOfWork(
+        deps.db,
+        async () => {
+          await next();
+          await auditOutcome(ctx as KoaContextWithOIDC);
+        },
+        () => ctx.status < 400,
+      );
       return;
     }
     await next();
