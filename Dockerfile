@@ -25,11 +25,14 @@ RUN mkdir -p /app/data && chown node:node /app/data
 
 ENV NODE_ENV=production \
     GATEHOUSE_HOST=0.0.0.0 \
-    PORT=4000
+    PORT=4000 \
+    GATEHOUSE_ADMIN_HOST=0.0.0.0 \
+    GATEHOUSE_ADMIN_PORT=4001
 
 USER node
 
-EXPOSE 4000
+# 4000: the issuer (public). 4001: the admin console; publish it only where administrators are.
+EXPOSE 4000 4001
 
 ENTRYPOINT ["node", "bin/gatehouse.js"]
 CMD ["serve"]

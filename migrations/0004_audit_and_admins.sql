@@ -29,3 +29,33 @@ CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
 
 -- Administrators are accounts with the admin role.
 ALTER TABLE accounts ADD COLUMN role text NOT NULL DEFAULT 'user' CHECK (role IN ('user', 'admin'));
+
+-- Admin console sessions. `id` is the SHA-256 digest of the cookie value, never the value.
+CREATE TABLE admin_sessions (
+  id            text        PRIMARY KEY,
+  account_id    uuid        NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+  csrf_token    text        NOT NULL,
+  created_at    timestamptz NOT NULL DEFAULT now(),
+  last_seen_at  timestamptz NOT NULL DEFAULT now(),
+  expires_at    timestamptz NOT NULL
+);
+CREATE INDEX admin_sessions_expires_at ON admin_sessions (expires_at);
+
+-- Failed sign-ins, per account and per source address, for lockout with backoff.
+CREATE TABLE sign_in_attempts (
+  key           text        PRIMARY KEY,
+  failures      integer     NOT NULL DEFAULT 0,
+  locked_until  timestamptz,
+  updated_at    timestamptz NOT NULL DEFAULT now()
+);
+
+-- Personal admin API tokens; only the SHA-256 digest of the token is stored.
+CREATE TABLE admin_api_tokens (
+  id            uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
+  account_id    uuid        NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+  name          text        NOT NULL,
+  token_digest  text        NOT NULL UNIQUE,
+  created_at    timestamptz NOT NULL DEFAULT now(),
+  last_used_at  timestamptz,
+  revoked_at    timestamptz
+);

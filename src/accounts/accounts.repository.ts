@@ -2,11 +2,14 @@ import { sql } from 'kysely';
 import type { DB } from '../db/database.ts';
 import { current } from '../db/unit-of-work.ts';
 
+export type Role = 'user' | 'admin';
+
 export interface Account {
   id: string;
   email: string;
   passwordHash: string;
   disabledAt: Date | null;
+  role: Role;
 }
 
 export function createAccountsRepository(db: DB) {
@@ -14,10 +17,10 @@ export function createAccountsRepository(db: DB) {
     async findByEmail(email: string): Promise<Account | undefined> {
       const row = await current(db)
         .selectFrom('accounts')
-        .select(['id', 'email', 'password_hash', 'disabled_at'])
+        .select(['id', 'email', 'password_hash', 'disabled_at', 'role'])
         .where(sql<string>`lower(email)`, '=', email.toLowerCase())
         .executeTakeFirst();
-      return row && { id: row.id, email: row.email, passwordHash: row.password_hash, disabledAt: row.disabled_at };
+      return row && { id: row.id, email: row.email, passwordHash: row.password_hash, disabledAt: row.disabled_at, role: row.role };
     },
     /** Runs on every code exchange and refresh (findAccount): reads no more than it needs. */
     async findActiveById(id: string): Promise<Pick<Account, 'id' | 'email'> | undefined> {
@@ -29,14 +32,14 @@ export function createAccountsRepository(db: DB) {
         .where('disabled_at', 'is', null)
         .executeTakeFirst();
     },
-    async insert(email: string, passwordHash: string): Promise<Account | undefined> {
+    async insert(email: string, passwordHash: string, role: Role = 'user'): Promise<Account | undefined> {
       const row = await current(db)
         .insertInto('accounts')
-        .values({ email, password_hash: passwordHash })
+        .values({ email, password_hash: passwordHash, role })
         .onConflict((oc) => oc.expression(sql`lower(email)`).doNothing())
-        .returning(['id', 'email', 'password_hash', 'disabled_at'])
+        .returning(['id', 'email', 'password_hash', 'disabled_at', 'role'])
         .executeTakeFirst();
-      return row && { id: row.id, email: row.email, passwordHash: row.password_hash, disabledAt: row.disabled_at };
+      return row && { id: row.id, email: row.email, passwordHash: row.password_hash, disabledAt: row.disabled_at, role: row.role };
     },
     async updatePassword(id: string, passwordHash: string): Promise<void> {
       await current(db)

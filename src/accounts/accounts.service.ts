@@ -2,7 +2,7 @@
  * Local user accounts: creation and password sign-in.
  */
 import type { DB } from '../db/database.ts';
-import { createAccountsRepository, type Account } from './accounts.repository.ts';
+import { createAccountsRepository, type Account, type Role } from './accounts.repository.ts';
 import { MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, dummyPasswordHash, hashPassword, verifyPassword } from './passwords.ts';
 
 const EMAIL = /^[^\s@]+@[^\s@]+$/;
@@ -20,7 +20,7 @@ export function createAccountsService(deps: { db: DB }) {
   const repo = createAccountsRepository(deps.db);
 
   return {
-    async create(email: string, password: string): Promise<Account> {
+    async create(email: string, password: string, role: Role = 'user'): Promise<Account> {
       const normalized = email.trim();
       if (!EMAIL.test(normalized) || normalized.length > 320) {
         throw new AccountInputError('invalid_email', `"${email}" is not an email address`);
@@ -28,7 +28,7 @@ export function createAccountsService(deps: { db: DB }) {
       if (password.length < MIN_PASSWORD_LENGTH || password.length > MAX_PASSWORD_LENGTH) {
         throw new AccountInputError('weak_password', `the password must have ${MIN_PASSWORD_LENGTH} to ${MAX_PASSWORD_LENGTH} characters`);
       }
-      const created = await repo.insert(normalized, await hashPassword(password));
+      const created = await repo.insert(normalized, await hashPassword(password), role);
       if (!created) throw new AccountInputError('account_exists', `an account for ${normalized} already exists`);
       return created;
     },

@@ -5,6 +5,7 @@
 import type { Logger } from 'pino';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import { createAccountsService } from '../accounts/accounts.service.ts';
+import { createAdminApp } from '../admin/admin-app.ts';
 import { createAuditLog } from '../audit/audit-log.ts';
 import { createClientPolicyLookup } from '../clients/client-policy.ts';
 import { createClientsRepository } from '../clients/clients.repository.ts';
@@ -100,7 +101,18 @@ export async function buildApp(config: Config, database: DatabaseHandle, logger:
     registrationOpen: config.registration === 'open',
     csrfSecret: keys.cookies[0]!,
   });
-  return { app, provider, resources, accounts, clients, audit, keys, db };
+  const adminApp = createAdminApp({
+    db,
+    accounts,
+    clients,
+    resources,
+    audit,
+    views,
+    logger,
+    adminUrl: config.adminUrl,
+    trustProxy: config.trustProxy,
+  });
+  return { app, adminApp, provider, resources, accounts, clients, audit, keys, db };
 }
 
 export type BuiltApp = Awaited<ReturnType<typeof buildApp>>;

@@ -13,6 +13,8 @@ import { buildApp } from './deps.ts';
 export interface RunningServer {
   server: Server;
   url: string;
+  adminServer: Server;
+  adminUrl: string;
   database: DatabaseHandle;
   stop(): Promise<void>;
 }
@@ -34,15 +36,27 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       if (pending.length) throw new Error(`the database has pending migrations (${pending.join(', ')}): run \`gatehouse migrate\``);
     }
 
-    const { app } = await buildApp(config, database, logger);
+    const { app, adminApp } = await buildApp(config, database, logger);
     const server = createServer(app.callback());
     server.keepAliveTimeout = 65_000;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(config.port, config.host, () => resolve());
-    });
-    const address = server.address();
-    const port = typeof address === 'object' && address ? address.port : config.port;
+    const adminServer = createServer(adminApp.callback());
+    const listen = (s: Server, port: number, host: string) =>
+      new Promise<number>((resolve, reject) => {
+        s.once('error', reject);
+        s.listen(port, host, () => {
+          const address = s.address();
+          resolve(typeof address === 'object' && address ? address.port : port);
+        });
+      });
+    const port = await listen(server, config.port, config.host);
+    let adminPort: number;
+    try {
+      adminPort = await listen(adminServer, config.adminPort, config.adminHost);
+    } catch (err) {
+      server.close();
+      throw err;
+    }
+    const urlOf = (host: string, p: number) => `http://${host.includes(':') ? `[${host}]` : host}:${p}`;
 
     let sweeping: Promise<unknown> = Promise.resolve();
     const sweeper =
@@ -57,14 +71,21 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
 
     return {
       server,
-      url: `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`,
+      url: urlOf(config.host, port),
+      adminServer,
+      adminUrl: urlOf(config.adminHost, adminPort),
       database,
       async stop() {
         if (sweeper) clearInterval(sweeper);
-        await new Promise<void>((resolve) => {
-          server.close(() => resolve());
-          server.closeIdleConnections();
-        });
+        await Promise.all(
+          [server, adminServer].map(
+            (s) =>
+              new Promise<void>((resolve) => {
+                s.close(() => resolve());
+                s.closeIdleConnections();
+              }),
+          ),
+        );
         await sweeping;
         await database.close();
       },

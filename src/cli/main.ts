@@ -23,6 +23,8 @@ const USAGE = `Usage: gatehouse <command>
   migrate                       apply pending database migrations
   user add EMAIL                create a user; the password is prompted for, or read from stdin
   user set-password EMAIL       change a user's password
+  admin create EMAIL            create an administrator (console sign-in); the password is
+                                prompted for, or read from stdin
   resource add URI --name NAME --scope NAME=DESCRIPTION [--scope …]
                [--default-scope NAME …] [--access-token-ttl 10m]
                                 register an MCP server
@@ -70,6 +72,7 @@ async function serve(config: Config) {
     `  Issuer:     ${config.issuer}`,
     `  Metadata:   ${config.issuer}/.well-known/oauth-authorization-server`,
     `  Listening:  ${running.url}`,
+    `  Admin:      ${config.adminUrl} (listening on ${running.adminUrl})`,
     `  Database:   ${running.database.kind === 'pglite' ? `embedded (${config.dataDir})` : 'PostgreSQL'}`,
   ];
   if (Number(users.n) === 0) {
@@ -96,6 +99,16 @@ async function serve(config: Config) {
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+async function adminCommand(config: Config, args: string[]) {
+  const [action, email] = args;
+  if (action !== 'create' || !email) throw new UsageError('usage: gatehouse admin create EMAIL');
+  const password = await readSecret(`Password for ${email}: `, true);
+  await withDatabase(config, async ({ db }) => {
+    const account = await createAccountsService({ db }).create(email, password, 'admin');
+    process.stdout.write(`Created administrator ${account.email}. Sign in at ${config.adminUrl}/sign-in\n`);
+  });
 }
 
 async function userCommand(config: Config, args: string[]) {
@@ -271,6 +284,9 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case 'client':
       await clientCommand(config, rest);
+      return 0;
+    case 'admin':
+      await adminCommand(config, rest);
       return 0;
     default:
       throw new UsageError(`unknown command "${command}"\n\n${USAGE}`);

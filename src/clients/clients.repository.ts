@@ -134,6 +134,26 @@ export function createClientsRepository(db: DB) {
       return result.numUpdatedRows > 0n;
     },
 
+    /** How many live grants (user authorizations) the client holds, and when it last got a token. */
+    async usage(clientId: string): Promise<{ activeGrants: number; lastTokenAt: Date | null }> {
+      const grants = await current(db)
+        .selectFrom('oidc_payloads')
+        .select((eb) => eb.fn.countAll<string>().as('n'))
+        .where('model', '=', 'Grant')
+        .where('client_id', '=', clientId)
+        .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', sql<Date>`now()`)]))
+        .executeTakeFirstOrThrow();
+      const last = await current(db)
+        .selectFrom('audit_events')
+        .select('occurred_at')
+        .where('client_id', '=', clientId)
+        .where('event', 'in', ['token.issued', 'token.refreshed'])
+        .orderBy('id', 'desc')
+        .limit(1)
+        .executeTakeFirst();
+      return { activeGrants: Number(grants.n), lastTokenAt: last?.occurred_at ?? null };
+    },
+
     /** Deletes every grant, refresh token and code of a client (its JWT access tokens expire on their own). */
     async revokeTokens(clientId: string): Promise<number> {
       const result = await current(db)

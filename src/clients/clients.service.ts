@@ -71,6 +71,7 @@ export function createClientsService(deps: { db: DB; resources: ResourcesService
   return {
     list: (filter: { status?: ClientStatus | undefined } = {}) => repo.list(filter),
     get: (clientId: string) => repo.get(clientId),
+    usage: (clientId: string) => repo.usage(clientId),
 
     /**
      * Approves a client with a ceiling (replacing any earlier one). Approving again with a lower

@@ -88,6 +88,24 @@ export const settings = {
     default: '127.0.0.1',
     schema: z.string().min(1),
   },
+  adminPort: {
+    env: 'GATEHOUSE_ADMIN_PORT',
+    description: 'TCP port of the admin listener (the admin console and the admin API under /api/v1). Keep it off the internet.',
+    default: '4001',
+    schema: port,
+  },
+  adminHost: {
+    env: 'GATEHOUSE_ADMIN_HOST',
+    description: 'Address the admin listener binds to. The default keeps the console on this machine.',
+    default: '127.0.0.1',
+    schema: z.string().min(1),
+  },
+  adminUrl: {
+    env: 'GATEHOUSE_ADMIN_URL',
+    description:
+      'The URL administrators use to reach the console, without a path. Form posts from any other origin are refused; under https the session cookie is Secure and __Host- prefixed. Defaults to http://localhost:GATEHOUSE_ADMIN_PORT.',
+    schema: z.string(),
+  },
   issuer: {
     env: 'GATEHOUSE_ISSUER',
     description:
@@ -214,8 +232,10 @@ export const settings = {
 type Settings = typeof settings;
 type Raw = { [K in keyof Settings]: z.output<Settings[K]['schema']> };
 
-export interface Config extends Omit<Raw, 'issuer' | 'databaseUrl' | 'keyEncryptionKey'> {
+export interface Config extends Omit<Raw, 'issuer' | 'databaseUrl' | 'keyEncryptionKey' | 'adminUrl'> {
   issuer: string;
+  /** The admin console's origin (scheme, host and port). */
+  adminUrl: string;
   databaseUrl: string | undefined;
   /** 32 bytes, or undefined when the development key is in use. */
   keyEncryptionKey: Buffer | undefined;
@@ -268,6 +288,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     warnings.push(`GATEHOUSE_ISSUER is http on a non-loopback host (${issuer}); this is refused in production.`);
   }
 
+  const adminPort = typeof out.adminPort === 'number' ? out.adminPort : 4001;
+  const adminUrl = typeof out.adminUrl === 'string' ? out.adminUrl.replace(/\/$/, '') : `http://localhost:${adminPort}`;
+  const adminUrlParsed = URL.parse(adminUrl);
+  if (!adminUrlParsed || !['http:', 'https:'].includes(adminUrlParsed.protocol) || adminUrlParsed.origin !== adminUrl) {
+    problems.push(`GATEHOUSE_ADMIN_URL: must be an http(s) origin without a path, such as https://admin.auth.example.com (got "${adminUrl}")`);
+  }
+
   if (production && out.keyEncryptionKey === undefined && !failed.has('keyEncryptionKey')) {
     problems.push('GATEHOUSE_KEY_ENCRYPTION_KEY: required in production: generate one with `openssl rand -hex 32`');
   }
@@ -292,6 +319,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   return {
     ...(out as Raw),
     issuer,
+    adminUrl,
     databaseUrl: out.databaseUrl as string | undefined,
     keyEncryptionKey:
       typeof out.keyEncryptionKey === 'string' ? Buffer.from(out.keyEncryptionKey, 'hex') : undefined,

@@ -89,6 +89,32 @@ export interface AuditEventsTable {
   details: ColumnType<Record<string, unknown>, string | undefined, never>;
 }
 
+export interface AdminSessionsTable {
+  id: string;
+  account_id: string;
+  csrf_token: string;
+  created_at: Generated<Date>;
+  last_seen_at: Generated<Date>;
+  expires_at: Timestamp;
+}
+
+export interface SignInAttemptsTable {
+  key: string;
+  failures: Generated<number>;
+  locked_until: Timestamp | null;
+  updated_at: Generated<Date>;
+}
+
+export interface AdminApiTokensTable {
+  id: Generated<string>;
+  account_id: string;
+  name: string;
+  token_digest: string;
+  created_at: Generated<Date>;
+  last_used_at: Timestamp | null;
+  revoked_at: Timestamp | null;
+}
+
 export interface KeysTable {
   kid: string;
   use: 'sig' | 'cookie';
@@ -107,4 +133,7 @@ export interface Database {
   accounts: AccountsTable;
   keys: KeysTable;
   audit_events: AuditEventsTable;
+  admin_sessions: AdminSessionsTable;
+  sign_in_attempts: SignInAttemptsTable;
+  admin_api_tokens: AdminApiTokensTable;
 }

@@ -345,7 +345,8 @@ describe('with the embedded database', () => {
 
   test('serve runs on the embedded database, locks it against a second process, and stops cleanly on SIGTERM', { timeout: 120_000 }, async () => {
     const port = await freePort();
-    const env = { GATEHOUSE_DATA_DIR: dataDir, PORT: String(port) };
+    const adminPort = await freePort();
+    const env = { GATEHOUSE_DATA_DIR: dataDir, PORT: String(port), GATEHOUSE_ADMIN_PORT: String(adminPort) };
     const server = start(['serve'], env);
     server.stdin!.end();
     try {
@@ -359,6 +360,12 @@ describe('with the embedded database', () => {
       expect(response.status).toBe(200);
       const metadata = (await response.json()) as { issuer: string };
       expect(metadata.issuer).toBe(`http://localhost:${port}`);
+      // The admin console answers on its own port, and only there.
+      expect(banner).toContain(`Admin:      http://localhost:${adminPort}`);
+      const console = await fetch(`http://127.0.0.1:${adminPort}/pending`, { redirect: 'manual', signal: AbortSignal.timeout(10_000) });
+      expect(console.status).toBe(303);
+      expect(console.headers.get('location')).toBe('/sign-in');
+      expect((await fetch(`http://127.0.0.1:${port}/sign-in`, { signal: AbortSignal.timeout(10_000) })).status).toBe(404);
 
       const second = await gatehouse(['user', 'add', 'erin@example.com'], { env, input: `${PASSWORD}\n` });
       expect(second.code).toBe(2);

@@ -235,6 +235,15 @@ describe('docker-compose.yml', () => {
     expect(env.GATEHOUSE_HOST ?? dockerfileEnv.GATEHOUSE_HOST).toBe('0.0.0.0');
   });
 
+  test('the admin console listens on its own port, published on the host\'s loopback only', () => {
+    const env = interpolateAll(environmentOf(service('gatehouse')), { GATEHOUSE_KEY_ENCRYPTION_KEY: TEST_KEK });
+    const adminPort = env.GATEHOUSE_ADMIN_PORT ?? dockerfileEnv.GATEHOUSE_ADMIN_PORT;
+    expect(adminPort).toBe('4001');
+    const published = (service('gatehouse').ports ?? []).map(String).filter((p) => p.endsWith(`:${adminPort}`));
+    expect(published).toEqual([`127.0.0.1:4001:${adminPort}`]);
+    expect(env.GATEHOUSE_ADMIN_URL).toBe('http://localhost:4001');
+  });
+
   test('the key-encryption key must be supplied: compose refuses to start without it', () => {
     const raw = environmentOf(service('gatehouse')).GATEHOUSE_KEY_ENCRYPTION_KEY ?? '';
     expect(raw).toMatch(/^\$\{GATEHOUSE_KEY_ENCRYPTION_KEY:\?[^}]*openssl rand -hex 32[^}]*\}$/);
@@ -355,6 +364,7 @@ describe('Dockerfile', () => {
     expect(dockerfileEnv).toMatchObject({ NODE_ENV: 'production', GATEHOUSE_HOST: '0.0.0.0', PORT: '4000' });
     const exposed = all('EXPOSE').flatMap((i) => argList(i.args)).map((p) => p.replace(/\/(tcp|udp)$/, ''));
     expect(exposed).toContain(dockerfileEnv.PORT);
+    expect(exposed).toContain(dockerfileEnv.GATEHOUSE_ADMIN_PORT);
     for (const name of Object.keys(dockerfileEnv)) {
       expect(KNOWN_ENV.has(name), `ENV ${name} is not a Gatehouse setting`).toBe(true);
     }

@@ -11,7 +11,10 @@ import { createTestDatabase, type TestDatabase } from './database.ts';
 
 export interface TestApp extends BuiltApp {
   issuer: string;
+  /** The admin listener's origin. */
+  adminUrl: string;
   server: Server;
+  adminServer: Server;
   database: TestDatabase;
   config: Config;
   close(): Promise<void>;
@@ -26,12 +29,17 @@ export async function startTestApp(
     res.statusCode = 503;
     res.end();
   };
+  let adminHandler: typeof handler = handler;
   const server = createServer((req, res) => handler(req, res));
+  const adminServer = createServer((req, res) => adminHandler(req, res));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => adminServer.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   const issuer = `http://localhost:${port}`;
+  const adminUrl = `http://localhost:${(adminServer.address() as AddressInfo).port}`;
   const config = loadConfig({
     GATEHOUSE_ISSUER: issuer,
+    GATEHOUSE_ADMIN_URL: adminUrl,
     GATEHOUSE_LOG_LEVEL: 'silent',
     GATEHOUSE_KEY_ENCRYPTION_KEY: '11'.repeat(32),
     // Most tests are about the OAuth flows, not onboarding: clients are approved on arrival.
@@ -43,15 +51,20 @@ export async function startTestApp(
   const logger = createLogger(config.logLevel);
   const built = await buildApp(config, database, logger, options.testOnly);
   handler = built.app.callback();
+  adminHandler = built.adminApp.callback();
   return {
     ...built,
     issuer,
+    adminUrl,
     server,
+    adminServer,
     database,
     config,
     async close() {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const s of [server, adminServer]) {
+        s.closeAllConnections();
+        await new Promise<void>((resolve) => s.close(() => resolve()));
+      }
       if (!options.database) await database.close();
     },
   };

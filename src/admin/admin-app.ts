@@ -1,0 +1,219 @@
+/**
+ * The admin listener: the console (server-rendered, no JavaScript needed) on its own port.
+ *
+ * Every page needs an admin session (argon2id sign-in, HttpOnly SameSite=Strict cookie, Secure and
+ * __Host- prefixed under https). Every form carries the session's CSRF token, and a state-changing
+ * request whose Origin (or Sec-Fetch-Site) says it comes from another site is refused before
+ * anything else runs. Failed sign-ins lock the account and the address out with backoff.
+ */
+import { randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import Koa, { type Context, type Next } from 'koa';
+import Router from '@koa/router';
+import type { Logger } from 'pino';
+import type { AccountsService } from '../accounts/accounts.service.ts';
+import type { AuditLog } from '../audit/audit-log.ts';
+import type { ClientsService } from '../clients/clients.service.ts';
+import type { DB } from '../db/database.ts';
+import { FormBodyError, readForm } from '../http/form-body.ts';
+import { runInRequestContext } from '../http/request-context.ts';
+import { securityHeaders } from '../http/security-headers.ts';
+import type { Views } from '../http/views.ts';
+import type { ResourcesService } from '../resources/resources.service.ts';
+import { createAdminSessions, type AdminSession } from './admin-sessions.ts';
+import { createConsoleRouter } from './console.routes.ts';
+import { createSignInThrottle } from './sign-in-throttle.ts';
+
+export interface AdminAppDeps {
+  db: DB;
+  accounts: AccountsService;
+  clients: ClientsService;
+  resources: ResourcesService;
+  audit: AuditLog;
+  views: Views;
+  logger: Logger;
+  /** The console's origin, e.g. https://admin.auth.example.com. */
+  adminUrl: string;
+  trustProxy: boolean;
+}
+
+export interface AdminState {
+  session?: AdminSession;
+}
+
+/** What every console page gets: who is signed in, the CSRF token, the pending count for the navigation. */
+export interface ConsolePage {
+  render(ctx: Context, view: string, context: Record<string, unknown>, status?: number): Promise<void>;
+  /** Reads a form and checks its CSRF token; undefined (after answering 403) when it fails. */
+  form(ctx: Context): Promise<URLSearchParams | undefined>;
+}
+
+export function createAdminApp(deps: AdminAppDeps): Koa {
+  const app = new Koa<AdminState>();
+  app.proxy = deps.trustProxy;
+  app.silent = true;
+  const secure = new URL(deps.adminUrl).protocol === 'https:';
+  const cookieName = secure ? '__Host-gh_admin' : 'gh_admin';
+  const cookieOptions = { httpOnly: true, sameSite: 'strict' as const, secure, path: '/', overwrite: true };
+  const sessions = createAdminSessions(deps.db);
+  const throttle = createSignInThrottle(deps.db);
+
+  app.use(async (ctx, next) => {
+    try {
+      await next();
+    } catch (err) {
+      if (err instanceof FormBodyError) {
+        ctx.status = err.status;
+        ctx.type = 'html';
+        ctx.body = deps.views.render('error.njk', { title: 'Something was wrong with the form', message: err.message });
+        return;
+      }
+      deps.logger.error({ err, path: ctx.path }, 'admin request failed');
+      ctx.status = 500;
+      ctx.type = 'html';
+      ctx.body = deps.views.render('error.njk', { title: 'Something went wrong', message: 'The request could not be completed.' });
+    }
+  });
+  app.use(securityHeaders);
+  app.use(async (ctx, next) => {
+    // Under an https GATEHOUSE_ADMIN_URL the console is reached over TLS (natively or through a
+    // terminating proxy): the session cookie is Secure whatever this hop looks like.
+    if (secure) (ctx.cookies as unknown as { secure: boolean }).secure = true;
+    if (secure) ctx.set('Strict-Transport-Security', 'max-age=31536000');
+    await next();
+  });
+  app.use((ctx, next) => {
+    const requestId = randomUUID();
+    ctx.set('X-Request-Id', requestId);
+    return runInRequestContext({ ip: ctx.ip, userAgent: ctx.get('user-agent').slice(0, 512) || undefined, requestId }, next);
+  });
+
+  // Cross-origin state changes are refused outright (CSRF defence in depth, next to the tokens).
+  app.use(async (ctx, next) => {
+    if (!['GET', 'HEAD', 'OPTIONS'].includes(ctx.method)) {
+      const origin = ctx.get('origin');
+      const site = ctx.get('sec-fetch-site');
+      if ((origin && origin !== deps.adminUrl) || site === 'cross-site') {
+        ctx.status = 403;
+        ctx.type = 'text/plain';
+        ctx.body = 'cross-origin requests are not accepted';
+        return;
+      }
+    }
+    await next();
+  });
+
+  app.use(async (ctx, next) => {
+    if (ctx.method === 'GET' && ctx.path === '/assets/gatehouse.css') {
+      ctx.type = 'text/css';
+      ctx.set('Cache-Control', 'public, max-age=3600');
+      ctx.body = deps.views.css;
+      return;
+    }
+    await next();
+  });
+
+  const csrfMatches = (expected: string, given: string | null) => {
+    if (!given || !expected) return false;
+    const a = Buffer.from(expected);
+    const b = Buffer.from(given);
+    return a.length === b.length && timingSafeEqual(a, b);
+  };
+
+  // Sign-in and sign-out.
+  const auth = new Router<AdminState>();
+  // Before there is a session, the sign-in form is protected by a double-submit token.
+  const preSessionCookie = secure ? '__Host-gh_admin_csrf' : 'gh_admin_csrf';
+  const signInPage = (ctx: Context, status: number, error?: string, email = '') => {
+    const csrf = randomBytes(24).toString('base64url');
+    ctx.cookies.set(preSessionCookie, csrf, cookieOptions);
+    ctx.status = status;
+    ctx.type = 'html';
+    ctx.body = deps.views.render('admin/sign-in.njk', { title: 'Admin sign-in', error, email, csrf });
+  };
+  auth.get('/sign-in', (ctx) => signInPage(ctx, 200));
+  auth.post('/sign-in', async (ctx) => {
+    const form = await readForm(ctx);
+    if (!csrfMatches(ctx.cookies.get(preSessionCookie) ?? '', form.get('csrf'))) {
+      return signInPage(ctx, 403, 'The form has expired. Sign in again.');
+    }
+    const email = (form.get('email') ?? '').trim().toLowerCase();
+    const password = form.get('password') ?? '';
+    const keys = [`admin-account:${email}`, `admin-ip:${ctx.ip}`];
+    const wait = await throttle.retryAfter(keys);
+    if (wait > 0) {
+      ctx.set('Retry-After', String(wait));
+      return signInPage(ctx, 429, `Too many failed sign-ins. Try again in ${wait} seconds.`, email);
+    }
+    const account = email && password ? await deps.accounts.authenticate(email, password) : undefined;
+    if (!account || account.role !== 'admin') {
+      await throttle.failed(keys);
+      await deps.audit.record({ event: 'admin.sign_in_failed', details: { email } });
+      return signInPage(ctx, 401, 'That email and password do not match an administrator.', email);
+    }
+    await throttle.succeeded(keys[0]!);
+    const { token } = await sessions.create(account.id);
+    ctx.cookies.set(cookieName, token, cookieOptions);
+    await deps.audit.record({ event: 'admin.sign_in_succeeded', actor: `admin:${account.email}`, accountId: account.id });
+    ctx.status = 303;
+    ctx.redirect('/pending');
+  });
+
+  app.use(async (ctx, next) => {
+    const session = await sessions.find(ctx.cookies.get(cookieName));
+    if (session) ctx.state.session = session;
+    await next();
+  });
+  app.use(auth.routes());
+
+  // Everything below needs an admin.
+  app.use(async (ctx, next: Next) => {
+    if (!ctx.state.session) {
+      if (ctx.method === 'GET') {
+        ctx.status = 303;
+        ctx.redirect('/sign-in');
+      } else {
+        ctx.status = 401;
+        ctx.type = 'text/plain';
+        ctx.body = 'sign in first';
+      }
+      return;
+    }
+    await next();
+  });
+
+  const page: ConsolePage = {
+    async render(ctx, view, context, status = 200) {
+      const pending = await deps.clients.list({ status: 'pending' });
+      ctx.status = status;
+      ctx.type = 'html';
+      ctx.body = deps.views.render(view, { ...context, admin: ctx.state.session, csrf: ctx.state.session!.csrf, pendingCount: pending.length, path: ctx.path });
+    },
+    async form(ctx) {
+      const form = await readForm(ctx);
+      if (!csrfMatches(ctx.state.session!.csrf, form.get('csrf'))) {
+        ctx.status = 403;
+        ctx.type = 'html';
+        ctx.body = deps.views.render('error.njk', { title: 'The form has expired', message: 'Reload the page and try again.' });
+        return undefined;
+      }
+      return form;
+    },
+  };
+
+  const signOut = new Router<AdminState>();
+  signOut.post('/sign-out', async (ctx) => {
+    const form = await page.form(ctx);
+    if (!form) return;
+    await sessions.destroy(ctx.cookies.get(cookieName));
+    ctx.cookies.set(cookieName, '', { ...cookieOptions, maxAge: 0 });
+    await deps.audit.record({ event: 'admin.signed_out', actor: `admin:${ctx.state.session!.email}`, accountId: ctx.state.session!.accountId });
+    ctx.status = 303;
+    ctx.redirect('/sign-in');
+  });
+  app.use(signOut.routes());
+
+  const consoleRouter = createConsoleRouter({ ...deps, page });
+  app.use(consoleRouter.routes());
+  app.use(consoleRouter.allowedMethods());
+  return app;
+}
