@@ -20,6 +20,7 @@ import { securityHeaders } from '../http/security-headers.ts';
 import type { Views } from '../http/views.ts';
 import type { ResourcesService } from '../resources/resources.service.ts';
 import { createAdminSessions, type AdminSession } from './admin-sessions.ts';
+import { createApiRouter } from './api.routes.ts';
 import { createConsoleRouter } from './console.routes.ts';
 import { createSignInThrottle } from './sign-in-throttle.ts';
 
@@ -164,6 +165,11 @@ export function createAdminApp(deps: AdminAppDeps): Koa {
     await next();
   });
   app.use(auth.routes());
+
+  // The JSON API authenticates on its own terms (session + X-CSRF-Token, or a personal API token).
+  const api = createApiRouter({ ...deps, sessionCsrf: (ctx: Context) => (ctx.state as AdminState).session?.csrf });
+  app.use(api.routes());
+  app.use(api.allowedMethods());
 
   // Everything below needs an admin.
   app.use(async (ctx, next: Next) => {
