@@ -278,6 +278,17 @@ describe('with PostgreSQL', () => {
     expect(JSON.parse(rejected.stdout)).toMatchObject({ clientId: 'cli-client-2', status: 'rejected' });
   });
 
+  test('admin create makes an administrator; a second one with the same email is refused', async () => {
+    const created = await gatehouse(['admin', 'create', 'boss@example.com'], { env, input: `${PASSWORD}\n` });
+    expect(created.stderr).toBe('');
+    expect(created.code).toBe(0);
+    expect(created.stdout).toMatch(/Created administrator boss@example\.com\. Sign in at http:\/\/localhost:4001\/sign-in/);
+    expect(await query(`select role from accounts where email = 'boss@example.com'`)).toEqual([{ role: 'admin' }]);
+    const again = await gatehouse(['admin', 'create', 'BOSS@example.com'], { env, input: `${PASSWORD}\n` });
+    expect(again.code).toBe(2);
+    expect(again.stderr).toMatch(/already exists/);
+  });
+
   test('an unknown command exits 2 with the usage', async () => {
     const r = await gatehouse(['frobnicate'], { env });
     expect(r.code).toBe(2);
