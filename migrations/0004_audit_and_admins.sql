@@ -59,3 +59,10 @@ CREATE TABLE admin_api_tokens (
   last_used_at  timestamptz,
   revoked_at    timestamptz
 );
+
+-- Fixed-window rate-limit counters shared by every instance (e.g. metadata-document fetches per host).
+CREATE TABLE rate_limit_counters (
+  key           text        PRIMARY KEY,
+  window_start  timestamptz NOT NULL,
+  hits          integer     NOT NULL
+);

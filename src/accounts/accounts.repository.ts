@@ -12,8 +12,44 @@ export interface Account {
   role: Role;
 }
 
+/** An account as the console lists it (no password hash). */
+export interface AccountSummary {
+  id: string;
+  email: string;
+  role: Role;
+  disabledAt: Date | null;
+  createdAt: Date;
+}
+
+const SUMMARY = ['id', 'email', 'role', 'disabled_at', 'created_at'] as const;
+const isUuid = (id: string) => /^[0-9a-f-]{36}$/i.test(id);
+
+function toSummary(row: { id: string; email: string; role: Role; disabled_at: Date | null; created_at: Date }): AccountSummary {
+  return { id: row.id, email: row.email, role: row.role, disabledAt: row.disabled_at, createdAt: row.created_at };
+}
+
 export function createAccountsRepository(db: DB) {
   return {
+    async list(): Promise<AccountSummary[]> {
+      const rows = await current(db).selectFrom('accounts').select(SUMMARY).orderBy(sql`lower(email)`).execute();
+      return rows.map(toSummary);
+    },
+    async findSummaryById(id: string): Promise<AccountSummary | undefined> {
+      if (!isUuid(id)) return undefined;
+      const row = await current(db).selectFrom('accounts').select(SUMMARY).where('id', '=', id).executeTakeFirst();
+      return row && toSummary(row);
+    },
+    /** Disables (now) or enables an account; undefined when there is no such account. */
+    async setDisabled(id: string, disabled: boolean): Promise<AccountSummary | undefined> {
+      if (!isUuid(id)) return undefined;
+      const row = await current(db)
+        .updateTable('accounts')
+        .set({ disabled_at: disabled ? sql<Date>`coalesce(disabled_at, now())` : null, updated_at: sql<Date>`now()` })
+        .where('id', '=', id)
+        .returning(SUMMARY)
+        .executeTakeFirst();
+      return row && toSummary(row);
+    },
     async findByEmail(email: string): Promise<Account | undefined> {
       const row = await current(db)
         .selectFrom('accounts')

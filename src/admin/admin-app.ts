@@ -21,8 +21,11 @@ import type { Views } from '../http/views.ts';
 import type { ResourcesService } from '../resources/resources.service.ts';
 import { createAdminSessions, type AdminSession } from './admin-sessions.ts';
 import { createApiRouter } from './api.routes.ts';
+import { createConnectionsRouter } from './connections.routes.ts';
 import { createConsoleRouter } from './console.routes.ts';
+import { createServersRouter } from './servers.routes.ts';
 import { createSignInThrottle } from './sign-in-throttle.ts';
+import { createUsersRouter } from './users.routes.ts';
 
 export interface AdminAppDeps {
   db: DB;
@@ -35,6 +38,8 @@ export interface AdminAppDeps {
   /** The console's origin, e.g. https://admin.auth.example.com. */
   adminUrl: string;
   trustProxy: boolean;
+  /** Seconds; prefilled for a new MCP server (GATEHOUSE_ACCESS_TOKEN_TTL). */
+  defaultAccessTokenTtl?: number | undefined;
 }
 
 export interface AdminState {
@@ -93,7 +98,10 @@ export function createAdminApp(deps: AdminAppDeps): Koa {
     if (!['GET', 'HEAD', 'OPTIONS'].includes(ctx.method)) {
       const origin = ctx.get('origin');
       const site = ctx.get('sec-fetch-site');
-      if ((origin && origin !== deps.adminUrl) || site === 'cross-site') {
+      // Under `Referrer-Policy: no-referrer` browsers send `Origin: null` even for our own forms;
+      // Sec-Fetch-Site (which pages cannot forge) then says whether it really is same-origin.
+      const sameOriginNull = origin === 'null' && site === 'same-origin';
+      if ((origin && origin !== deps.adminUrl && !sameOriginNull) || (site && site !== 'same-origin' && site !== 'none')) {
         ctx.status = 403;
         ctx.type = 'text/plain';
         ctx.body = 'cross-origin requests are not accepted';
@@ -104,6 +112,12 @@ export function createAdminApp(deps: AdminAppDeps): Koa {
   });
 
   app.use(async (ctx, next) => {
+    if (ctx.path === '/favicon.ico') {
+      // Browsers ask on their own; answering before the sign-in redirect keeps that request from
+      // replacing the sign-in form's CSRF cookie.
+      ctx.status = 204;
+      return;
+    }
     if (ctx.method === 'GET' && ctx.path === '/assets/gatehouse.css') {
       ctx.type = 'text/css';
       ctx.set('Cache-Control', 'public, max-age=3600');
@@ -125,7 +139,9 @@ export function createAdminApp(deps: AdminAppDeps): Koa {
   // Before there is a session, the sign-in form is protected by a double-submit token.
   const preSessionCookie = secure ? '__Host-gh_admin_csrf' : 'gh_admin_csrf';
   const signInPage = (ctx: Context, status: number, error?: string, email = '') => {
-    const csrf = randomBytes(24).toString('base64url');
+    // Reuse the browser's token, so a second tab (or a stray request) does not invalidate the first form.
+    const existing = ctx.cookies.get(preSessionCookie);
+    const csrf = existing && /^[A-Za-z0-9_-]{32}$/.test(existing) ? existing : randomBytes(24).toString('base64url');
     ctx.cookies.set(preSessionCookie, csrf, cookieOptions);
     ctx.status = status;
     ctx.type = 'html';
@@ -221,5 +237,9 @@ export function createAdminApp(deps: AdminAppDeps): Koa {
   const consoleRouter = createConsoleRouter({ ...deps, page });
   app.use(consoleRouter.routes());
   app.use(consoleRouter.allowedMethods());
+  for (const router of [createServersRouter({ ...deps, page }), createUsersRouter({ ...deps, page }), createConnectionsRouter({ ...deps, page })]) {
+    app.use(router.routes());
+    app.use(router.allowedMethods());
+  }
   return app;
 }

@@ -76,7 +76,13 @@ export function createConsoleRouter(deps: ConsoleDeps): Router<AdminState> {
         name: s.name,
         description: s.description,
         value: `${r.uri} ${s.name}`,
-        checked: client.ceiling === null ? true : Boolean(client.ceiling[r.uri]?.includes(s.name)),
+        // Approved: the current ceiling. Not yet approved: the MCP server's default scopes.
+        checked:
+          client.ceiling === null
+            ? true
+            : client.status === 'approved' || Object.keys(client.ceiling).length > 0
+              ? Boolean(client.ceiling[r.uri]?.includes(s.name))
+              : r.defaultScopes.includes(s.name),
         requested: requested.has(s.name),
       })),
     }));

@@ -15,6 +15,7 @@ import { createTrustPolicy } from '../clients/trust-policy.ts';
 import { safeFetch, type FetchTrust } from '../clients/safe-fetch.ts';
 import type { Config } from '../config/config.ts';
 import type { DatabaseHandle } from '../db/database.ts';
+import { createRateLimiter } from '../http/rate-limit.ts';
 import { createViews } from '../http/views.ts';
 import { createKeysService } from '../keys/keys.service.ts';
 import { createSecretBox } from '../keys/secret-box.ts';
@@ -60,6 +61,7 @@ export async function buildApp(config: Config, database: DatabaseHandle, logger:
           db,
           fetch: (url) => safeFetch(url, { ...DOCUMENT_FETCH, trust: testOnly.documentFetchTrust }),
           cacheBounds: DOCUMENT_CACHE,
+          fetchLimit: { perMinute: config.documentFetchesPerHost, limiter: createRateLimiter(db) },
         })
       : undefined;
   const audit = createAuditLog({ db, logger });
@@ -111,6 +113,7 @@ export async function buildApp(config: Config, database: DatabaseHandle, logger:
     logger,
     adminUrl: config.adminUrl,
     trustProxy: config.trustProxy,
+    defaultAccessTokenTtl: config.accessTokenTtl,
   });
   return { app, adminApp, provider, resources, accounts, clients, audit, keys, db };
 }

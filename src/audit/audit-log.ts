@@ -18,6 +18,13 @@ export const AUDIT_EVENTS = [
   'client.rejected',
   'client.suspended',
   'client.returned_to_pending',
+  'resource.added',
+  'resource.updated',
+  'resource.removed',
+  'user.created',
+  'user.disabled',
+  'user.enabled',
+  'user.password_reset',
   'user.sign_in_succeeded',
   'user.sign_in_failed',
   'admin.sign_in_succeeded',
@@ -29,6 +36,7 @@ export const AUDIT_EVENTS = [
   'token.refreshed',
   'token.reuse_detected',
   'token.revoked',
+  'grant.revoked',
 ] as const;
 
 export type AuditEventName = (typeof AUDIT_EVENTS)[number];

@@ -12,6 +12,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { sql } from 'kysely';
 import type { DB } from '../db/database.ts';
 import { current } from '../db/unit-of-work.ts';
+import type { RateLimiter } from '../http/rate-limit.ts';
 import { normalizeClientMetadata } from './redirect-uris.ts';
 import { FetchRefusedError, type FetchedDocument } from './safe-fetch.ts';
 
@@ -118,6 +119,8 @@ export interface MetadataDocumentsDeps {
   db: DB;
   fetch: (url: string) => Promise<FetchedDocument>;
   cacheBounds: { min: number; max: number };
+  /** Per-host fetch limit (CIMD §6.6: the AS must not become a traffic amplifier). */
+  fetchLimit: { perMinute: number; limiter: RateLimiter };
 }
 
 export function createMetadataDocuments(deps: MetadataDocumentsDeps) {
@@ -145,6 +148,11 @@ export function createMetadataDocuments(deps: MetadataDocumentsDeps) {
   }
 
   async function fetchAndStore(id: string): Promise<ResolvedDocument> {
+    const host = new URL(id).host;
+    const limit = await deps.fetchLimit.limiter.hit(`cimd-fetch:${host}`, deps.fetchLimit.perMinute, 60);
+    if (!limit.allowed) {
+      throw new MetadataDocumentError(`too many client metadata documents fetched from ${host} in the last minute: try again in ${limit.retryAfter} seconds`);
+    }
     let fetched: FetchedDocument;
     try {
       fetched = await deps.fetch(id);

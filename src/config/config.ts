@@ -179,6 +179,12 @@ export const settings = {
     default: 'enabled',
     schema: z.enum(['enabled', 'disabled']),
   },
+  documentFetchesPerHost: {
+    env: 'GATEHOUSE_CLIENT_METADATA_FETCHES_PER_HOST',
+    description: 'At most this many client metadata documents are fetched from one host per minute, across all instances.',
+    default: '30',
+    schema: int(1, 10000),
+  },
   logLevel: {
     env: 'GATEHOUSE_LOG_LEVEL',
     description: 'Log level: fatal, error, warn, info, debug, trace or silent.',

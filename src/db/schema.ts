@@ -115,6 +115,12 @@ export interface AdminApiTokensTable {
   revoked_at: Timestamp | null;
 }
 
+export interface RateLimitCountersTable {
+  key: string;
+  window_start: Timestamp;
+  hits: number;
+}
+
 export interface KeysTable {
   kid: string;
   use: 'sig' | 'cookie';
@@ -136,4 +142,5 @@ export interface Database {
   admin_sessions: AdminSessionsTable;
   sign_in_attempts: SignInAttemptsTable;
   admin_api_tokens: AdminApiTokensTable;
+  rate_limit_counters: RateLimitCountersTable;
 }

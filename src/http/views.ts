@@ -12,6 +12,12 @@ export function createViews(dir = VIEWS_DIR) {
     autoescape: true,
     throwOnUndefined: false,
   });
+  // "2026-11-21 07:27 UTC": readable, unambiguous, and short enough not to wrap in a table.
+  env.addFilter('when', (value: unknown) => {
+    const date = value instanceof Date ? value : typeof value === 'string' ? new Date(value) : undefined;
+    if (!date || Number.isNaN(date.getTime())) return '';
+    return `${date.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+  });
   const css = readFileSync(new URL('assets/gatehouse.css', `file://${dir.endsWith('/') ? dir : `${dir}/`}`), 'utf8');
   return {
     render(name: string, context: Record<string, unknown>): string {

@@ -61,9 +61,18 @@ const TRANSACTIONAL = new Set([ROUTES.token, ROUTES.registration, ROUTES.revocat
 /** The prompt Gatehouse adds in front of oidc-provider's: an unapproved client gets no code (issue 3 §3). */
 export const APPROVAL_PROMPT = 'approval';
 
-function createInteractionPolicy(clientPolicy: ClientPolicyLookup) {
+function createInteractionPolicy(clientPolicy: ClientPolicyLookup, accounts: AccountsService) {
   const { Check, Prompt, base } = interactionPolicy;
   const policy = base();
+  // A browser session whose account was disabled or deleted since must sign in again (oidc-provider
+  // would otherwise fail later, in its consent checks, on the missing account).
+  policy.get('login')!.checks.add(
+    new Check('account_gone', 'the signed-in account is disabled or no longer exists', 'login_required', async (ctx) => {
+      const accountId = ctx.oidc.session?.accountId;
+      if (!accountId) return Check.NO_NEED_TO_PROMPT;
+      return (await accounts.findActiveById(accountId)) ? Check.NO_NEED_TO_PROMPT : Check.REQUEST_PROMPT;
+    }),
+  );
   policy.unshift(
     new Prompt(
       { name: APPROVAL_PROMPT, requestable: false },
@@ -170,7 +179,7 @@ export function createProvider(deps: ProviderDeps): Provider {
       for (const [name, value] of Object.entries(fetched.headers)) if (typeof value === 'string') headers.set(name, value);
       return new Response(fetched.status === 204 || fetched.status === 304 ? null : new Uint8Array(fetched.body), { status: fetched.status, headers });
     },
-    interactions: { policy: createInteractionPolicy(deps.clientPolicy), url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+    interactions: { policy: createInteractionPolicy(deps.clientPolicy, deps.accounts), url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
     async findAccount(_ctx, sub) {
       const account = await deps.accounts.findActiveById(sub);
       if (!account) return undefined;

@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { DB } from '../db/database.ts';
 import type { ResourceScope } from '../db/schema.ts';
 import { current } from '../db/unit-of-work.ts';
@@ -13,6 +14,9 @@ export interface Resource {
 }
 
 export type NewResource = Omit<Resource, 'id' | 'createdAt'>;
+
+/** What may change about a registered resource: everything but its URI. */
+export type ResourceChanges = Omit<NewResource, 'uri'>;
 
 function toResource(row: {
   id: string;
@@ -44,6 +48,11 @@ export function createResourcesRepository(db: DB) {
       const row = await current(db).selectFrom('resources').selectAll().where('uri', '=', uri).executeTakeFirst();
       return row && toResource(row);
     },
+    async findById(id: string): Promise<Resource | undefined> {
+      if (!/^[0-9a-f-]{36}$/i.test(id)) return undefined;
+      const row = await current(db).selectFrom('resources').selectAll().where('id', '=', id).executeTakeFirst();
+      return row && toResource(row);
+    },
     /** The only resource when exactly one is registered, else undefined (one query). */
     async findSole(): Promise<Resource | undefined> {
       const rows = await current(db).selectFrom('resources').selectAll().limit(2).execute();
@@ -64,6 +73,22 @@ export function createResourcesRepository(db: DB) {
         .executeTakeFirst();
       if (!row) throw new ResourceExistsError(resource.uri);
       return toResource(row);
+    },
+    /** Replaces name, scopes, default scopes and lifetime; undefined when no resource has this URI. */
+    async update(uri: string, changes: ResourceChanges): Promise<Resource | undefined> {
+      const row = await current(db)
+        .updateTable('resources')
+        .set({
+          name: changes.name,
+          scopes: JSON.stringify(changes.scopes),
+          default_scopes: JSON.stringify(changes.defaultScopes),
+          access_token_ttl: changes.accessTokenTtl,
+          updated_at: sql<Date>`now()`,
+        })
+        .where('uri', '=', uri)
+        .returningAll()
+        .executeTakeFirst();
+      return row && toResource(row);
     },
     async removeByUri(uri: string): Promise<boolean> {
       const result = await current(db).deleteFrom('resources').where('uri', '=', uri).executeTakeFirst();

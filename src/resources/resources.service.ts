@@ -5,7 +5,7 @@
 import type { DB } from '../db/database.ts';
 import type { ResourceScope } from '../db/schema.ts';
 import { canonicalizeResourceUri } from './canonical-uri.ts';
-import { createResourcesRepository, type Resource } from './resources.repository.ts';
+import { createResourcesRepository, type Resource, type ResourceChanges } from './resources.repository.ts';
 
 /** RFC 6749 §3.3 scope-token: %x21 / %x23-5B / %x5D-7E. */
 const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
@@ -17,12 +17,39 @@ export class ResourceInputError extends Error {
   readonly code = 'invalid_resource';
 }
 
+export class ResourceNotFoundError extends Error {
+  readonly code = 'resource_not_found';
+}
+
 export interface AddResourceInput {
   uri: string;
   name: string;
   scopes: ResourceScope[];
+  /** Defaults to every scope. */
   defaultScopes?: string[] | undefined;
   accessTokenTtl: number;
+}
+
+export type UpdateResourceInput = Omit<AddResourceInput, 'uri'>;
+
+/** Checks everything but the URI; appends what is wrong to `problems` and returns the values to store. */
+function checkChanges(input: UpdateResourceInput, problems: string[]): ResourceChanges {
+  if (!input.name.trim()) problems.push('name must not be empty');
+  if (!input.scopes.length) problems.push('at least one scope is required');
+  const names = new Set<string>();
+  for (const s of input.scopes) {
+    if (!SCOPE_TOKEN.test(s.name)) problems.push(`scope "${s.name}" has characters RFC 6749 §3.3 does not allow`);
+    if (RESERVED_SCOPES.has(s.name)) problems.push(`scope "${s.name}" is reserved`);
+    if (names.has(s.name)) problems.push(`scope "${s.name}" is listed twice`);
+    if (!s.description.trim()) problems.push(`scope "${s.name}" needs a description users can read`);
+    names.add(s.name);
+  }
+  const defaults = input.defaultScopes?.length ? input.defaultScopes : input.scopes.map((s) => s.name);
+  for (const d of defaults) if (!names.has(d)) problems.push(`default scope "${d}" is not one of the resource's scopes`);
+  if (!Number.isInteger(input.accessTokenTtl) || input.accessTokenTtl < 30 || input.accessTokenTtl > 86400) {
+    problems.push('access-token lifetime must be between 30 and 86400 seconds');
+  }
+  return { name: input.name.trim(), scopes: input.scopes, defaultScopes: [...new Set(defaults)], accessTokenTtl: input.accessTokenTtl };
 }
 
 export function createResourcesService(deps: { db: DB }) {
@@ -39,6 +66,9 @@ export function createResourcesService(deps: { db: DB }) {
 
     findSole: () => repo.findSole(),
 
+    /** By the resource's id (as the console links to it); undefined for an unknown or malformed id. */
+    get: (id: string) => repo.findById(id),
+
     async add(input: AddResourceInput): Promise<Resource> {
       const problems: string[] = [];
       const canonical = canonicalizeResourceUri(input.uri);
@@ -46,29 +76,24 @@ export function createResourcesService(deps: { db: DB }) {
       else if (canonical.uri.startsWith('http:') && !/^http:\/\/(localhost|127\.0\.0\.1|\[::1\])(:\d+)?(\/|$)/.test(canonical.uri)) {
         problems.push('resource must be https (http only for localhost)');
       }
-      if (!input.name.trim()) problems.push('name must not be empty');
-      if (!input.scopes.length) problems.push('at least one scope is required');
-      const names = new Set<string>();
-      for (const s of input.scopes) {
-        if (!SCOPE_TOKEN.test(s.name)) problems.push(`scope "${s.name}" has characters RFC 6749 §3.3 does not allow`);
-        if (RESERVED_SCOPES.has(s.name)) problems.push(`scope "${s.name}" is reserved`);
-        if (names.has(s.name)) problems.push(`scope "${s.name}" is listed twice`);
-        if (!s.description.trim()) problems.push(`scope "${s.name}" needs a description users can read`);
-        names.add(s.name);
-      }
-      const defaults = input.defaultScopes?.length ? input.defaultScopes : input.scopes.map((s) => s.name);
-      for (const d of defaults) if (!names.has(d)) problems.push(`default scope "${d}" is not one of the resource's scopes`);
-      if (!Number.isInteger(input.accessTokenTtl) || input.accessTokenTtl < 30 || input.accessTokenTtl > 86400) {
-        problems.push('access-token lifetime must be between 30 and 86400 seconds');
-      }
+      const changes = checkChanges(input, problems);
       if (problems.length || !canonical.ok) throw new ResourceInputError(problems.join('; '));
-      return repo.insert({
-        uri: canonical.uri,
-        name: input.name.trim(),
-        scopes: input.scopes,
-        defaultScopes: [...new Set(defaults)],
-        accessTokenTtl: input.accessTokenTtl,
-      });
+      return repo.insert({ uri: canonical.uri, ...changes });
+    },
+
+    /**
+     * Changes a registered resource's name, scopes, default scopes and access-token lifetime, with
+     * the same rules as `add`. The URI never changes: it is the audience of every token issued.
+     * Scopes removed here disappear from clients' ceilings and grants at their next refresh.
+     */
+    async update(uri: string, input: UpdateResourceInput): Promise<Resource> {
+      const problems: string[] = [];
+      const changes = checkChanges(input, problems);
+      if (problems.length) throw new ResourceInputError(problems.join('; '));
+      const canonical = canonicalizeResourceUri(uri);
+      const updated = canonical.ok ? await repo.update(canonical.uri, changes) : undefined;
+      if (!updated) throw new ResourceNotFoundError(`no resource ${uri} is registered`);
+      return updated;
     },
 
     async remove(uri: string): Promise<boolean> {

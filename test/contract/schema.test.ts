@@ -112,6 +112,11 @@ const EXPECTED = {
     last_used_at: 'nullable',
     revoked_at: 'nullable',
   },
+  rate_limit_counters: {
+    key: 'not null',
+    window_start: 'not null',
+    hits: 'not null',
+  },
   keys: {
     kid: 'not null',
     use: 'not null',

@@ -120,11 +120,36 @@ describe('forms are protected', () => {
   });
 
   test('a cross-origin form post is refused even with a valid token', async () => {
-    for (const headers of [{ origin: 'https://evil.example.com' }, { origin: 'null' }, { 'sec-fetch-site': 'cross-site' }] as Record<string, string>[]) {
+    for (const headers of [
+      { origin: 'https://evil.example.com' },
+      { origin: 'null' },
+      { origin: 'null', 'sec-fetch-site': 'cross-site' },
+      { 'sec-fetch-site': 'cross-site' },
+      { 'sec-fetch-site': 'same-site' },
+    ] as Record<string, string>[]) {
       const response = await admin.post(`${clientPath()}/approve`, approveFields(), { headers });
       expect(response.status, JSON.stringify(headers)).toBe(403);
     }
     expect((await app.clients.get(client.client_id))?.status).toBe('pending');
+  });
+
+  test('a browser\'s own form under no-referrer (Origin: null, Sec-Fetch-Site: same-origin) is accepted', async () => {
+    const response = await admin.post('/clients/no-such-client/suspend', {}, { headers: { origin: 'null', 'sec-fetch-site': 'same-origin' } });
+    expect(response.status).toBe(404); // got past the origin check, to the route
+  });
+
+  test('a stray request (a favicon) does not invalidate the sign-in form already on screen', async () => {
+    const jar = new CookieJar();
+    const page = await browse(jar, `${app.adminUrl}/sign-in`);
+    const csrf = csrfOf(await page.text());
+    expect((await browse(jar, `${app.adminUrl}/favicon.ico`)).status).toBe(204);
+    await browse(jar, `${app.adminUrl}/sign-in`); // a second tab
+    const response = await browse(jar, `${app.adminUrl}/sign-in`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', origin: 'null', 'sec-fetch-site': 'same-origin' },
+      body: formBody({ csrf, email: ADMIN_EMAIL, password: ADMIN_PASSWORD }),
+    });
+    expect(response.status).toBe(303);
   });
 
   test('the sign-in form needs its own token too', async () => {

@@ -18,7 +18,8 @@ let counter = 0;
 
 beforeAll(async () => {
   documents = await startDocumentServer();
-  app = await startTestApp({ testOnly: { documentFetchTrust: TEST_DOCUMENT_TRUST } });
+  // This file fetches many documents from one local host: lift the per-host limit (tested below).
+  app = await startTestApp({ env: { GATEHOUSE_CLIENT_METADATA_FETCHES_PER_HOST: '1000' }, testOnly: { documentFetchTrust: TEST_DOCUMENT_TRUST } });
   await seed(app);
 });
 afterAll(async () => {
@@ -245,6 +246,34 @@ describe('SSRF protection', () => {
       }),
     ).rejects.toThrow(/test suite only/);
   });
+});
+
+test('fetches per host are limited (counters in PostgreSQL); cached documents and other hosts are not affected', async () => {
+  // Its own database, so that no earlier fetch counts.
+  const limited = await startTestApp({ env: { GATEHOUSE_CLIENT_METADATA_FETCHES_PER_HOST: '2' }, testOnly: { documentFetchTrust: TEST_DOCUMENT_TRUST } });
+  try {
+    const authorizeAt = (clientId: string) =>
+      request(limited.issuer).get('/authorize').query({ client_id: clientId, response_type: 'code', redirect_uri: REDIRECT_URI, code_challenge: pkcePair().challenge, code_challenge_method: 'S256', resource: RESOURCE });
+    await limited.resources.add({ uri: RESOURCE, name: 'Example MCP', scopes: [{ name: 'files:read', description: 'Read' }], defaultScopes: ['files:read'], accessTokenTtl: 600 });
+    const first = publish();
+    expect((await authorizeAt(first.clientId)).status).toBe(303);
+    expect((await authorizeAt(publish().clientId)).status).toBe(303);
+    const third = publish();
+    const refused = await authorizeAt(third.clientId);
+    expect(refused.status).toBe(400);
+    expect(refused.text).toMatch(/too many client metadata documents fetched from localhost:\d+ in the last minute: try again in \d+ seconds/);
+    expect(documents.hits(third.path)).toBe(0);
+    // A cached document needs no fetch, so it still works.
+    expect((await authorizeAt(first.clientId)).status).toBe(303);
+    expect(documents.hits(first.path)).toBe(1);
+    // Another host (127.0.0.1: the test certificate covers it) has its own budget.
+    const path = '/limit/other-host.json';
+    const onIp = `${documents.origin.replace('localhost', '127.0.0.1')}${path}`;
+    documents.serve(path, { body: { client_id: onIp, client_name: 'Elsewhere', redirect_uris: [REDIRECT_URI] } });
+    expect((await authorizeAt(onIp)).status).toBe(303);
+  } finally {
+    await limited.close();
+  }
 });
 
 describe('the shared cache', () => {

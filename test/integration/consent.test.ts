@@ -149,3 +149,17 @@ describe('remembered consent', () => {
     expect(callback.searchParams.get('code')).toBeNull();
   });
 });
+
+test('a browser signed in as an account that was disabled since is asked to sign in again (never a 500)', async () => {
+  const bob = await app.accounts.create('bob@example.com', 'bob has a long password');
+  const jar = new CookieJar();
+  const first = await authorizeInBrowser(url(), { jar, email: 'bob@example.com', password: 'bob has a long password' });
+  expect(first.callback.searchParams.get('code')).toBeTruthy();
+  // Disabled behind Gatehouse's back (not through the console, which also ends sessions).
+  await app.db.updateTable('accounts').set({ disabled_at: new Date() }).where('id', '=', bob.id).execute();
+  const start = await browse(jar, url());
+  expect(start.status).toBe(303);
+  const page = await browse(jar, new URL(start.headers.get('location')!, app.issuer));
+  expect(page.status).toBe(200);
+  expect(await page.text()).toMatch(/name="password"/);
+});
