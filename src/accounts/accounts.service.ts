@@ -87,6 +87,11 @@ export function createAccountsService(deps: { db: DB }) {
     list: () => repo.list(),
     /** One account by id (undefined for an unknown or malformed id). */
     get: (id: string) => repo.findSummaryById(id),
+    /** One account by email, case-insensitively (undefined when there is none); never its password hash. */
+    async getByEmail(email: string): Promise<AccountSummary | undefined> {
+      const account = await repo.findByEmail(email.trim());
+      return account && repo.findSummaryById(account.id);
+    },
 
     /**
      * Blocks sign-in and every refresh token of the account until it is enabled again, and signs

@@ -6,6 +6,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import type { DB } from '../db/database.ts';
+import { current } from '../db/unit-of-work.ts';
 
 export const TOKEN_PREFIX = 'gh_pat_';
 const digest = (token: string) => createHash('sha256').update(token).digest('base64url');
@@ -22,7 +23,7 @@ export function createApiTokens(db: DB) {
   return {
     async create(accountId: string, name: string): Promise<{ token: string; info: ApiTokenInfo }> {
       const token = `${TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
-      const row = await db
+      const row = await current(db)
         .insertInto('admin_api_tokens')
         .values({ account_id: accountId, name, token_digest: digest(token) })
         .returning(['id', 'name', 'created_at', 'last_used_at', 'revoked_at'])
@@ -31,7 +32,7 @@ export function createApiTokens(db: DB) {
     },
 
     async list(accountId: string): Promise<ApiTokenInfo[]> {
-      const rows = await db
+      const rows = await current(db)
         .selectFrom('admin_api_tokens')
         .select(['id', 'name', 'created_at', 'last_used_at', 'revoked_at'])
         .where('account_id', '=', accountId)
@@ -42,7 +43,7 @@ export function createApiTokens(db: DB) {
 
     async revoke(accountId: string, id: string): Promise<boolean> {
       if (!/^[0-9a-f-]{36}$/i.test(id)) return false;
-      const result = await db
+      const result = await current(db)
         .updateTable('admin_api_tokens')
         .set({ revoked_at: sql<Date>`now()` })
         .where('id', '=', id)

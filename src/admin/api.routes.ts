@@ -8,23 +8,31 @@
 import { timingSafeEqual } from 'node:crypto';
 import Router from '@koa/router';
 import type { Context, Next } from 'koa';
+import { AccountInputError, AccountNotFoundError, type AccountsService } from '../accounts/accounts.service.ts';
+import type { Role } from '../accounts/accounts.repository.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
 import { ClientInputError, ClientNotFoundError, type CeilingEntry, type ClientsService } from '../clients/clients.service.ts';
 import type { DB } from '../db/database.ts';
-import type { ClientStatus } from '../db/schema.ts';
+import type { ClientStatus, ResourceScope } from '../db/schema.ts';
+import { inTransaction } from '../db/unit-of-work.ts';
 import { FormBodyError } from '../http/form-body.ts';
 import { readJson } from '../http/json-body.ts';
+import { createConnectionsRepository } from '../oidc/connections.repository.ts';
 import { ResourceExistsError } from '../resources/resources.repository.ts';
-import { ResourceInputError, type ResourcesService } from '../resources/resources.service.ts';
+import { ResourceInputError, ResourceNotFoundError, resourceUpdateDetails, type ResourcesService } from '../resources/resources.service.ts';
 import type { AdminState } from './admin-app.ts';
 import { createApiTokens } from './api-tokens.ts';
 import { OPENAPI_DOCUMENT } from './openapi.ts';
 
 const STATUSES: ClientStatus[] = ['pending', 'approved', 'rejected', 'suspended'];
+const ROLES: Role[] = ['user', 'admin'];
+/** GET /connections answers at most this many, newest first (as the console's page). */
+const CONNECTIONS_LIMIT = 500;
 const UNSAFE = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
 export interface ApiDeps {
   db: DB;
+  accounts: AccountsService;
   clients: ClientsService;
   resources: ResourcesService;
   audit: AuditLog;
@@ -67,6 +75,22 @@ function ceilingFrom(body: Record<string, unknown>): CeilingEntry[] {
   });
 }
 
+/** `scopes` as [{"name", "description"}], or a 400 saying what is wrong. */
+function scopesFrom(value: unknown): ResourceScope[] {
+  const shape = 'scopes must be an array of {"name": string, "description": string}';
+  if (!Array.isArray(value)) throw new ApiError(400, 'invalid_request', shape);
+  return value.map((entry, i) => {
+    const s = entry as { name?: unknown; description?: unknown } | null;
+    if (typeof s?.name !== 'string' || typeof s.description !== 'string') throw new ApiError(400, 'invalid_request', `scopes[${i}]: ${shape}`);
+    return { name: s.name.trim(), description: s.description.trim() };
+  });
+}
+
+function stringsFrom(value: unknown, field: string): string[] {
+  if (!Array.isArray(value) || !value.every((v) => typeof v === 'string')) throw new ApiError(400, 'invalid_request', `${field} must be an array of strings`);
+  return value as string[];
+}
+
 const reasonFrom = (body: Record<string, unknown>) => {
   if (body.reason === undefined || body.reason === null) return null;
   if (typeof body.reason !== 'string' || body.reason.length > 500) throw new ApiError(400, 'invalid_request', 'reason must be a string of at most 500 characters');
@@ -76,6 +100,7 @@ const reasonFrom = (body: Record<string, unknown>) => {
 export function createApiRouter(deps: ApiDeps): Router<AdminState> {
   const router = new Router<AdminState>({ prefix: '/api/v1' });
   const tokens = createApiTokens(deps.db);
+  const connections = createConnectionsRepository(deps.db);
   const callers = new WeakMap<Context, ApiCaller>();
   const caller = (ctx: Context) => callers.get(ctx)!;
   const actor = (ctx: Context) => {
@@ -93,9 +118,9 @@ export function createApiRouter(deps: ApiDeps): Router<AdminState> {
           ? err
           : err instanceof FormBodyError
             ? new ApiError(err.status, err.status === 415 ? 'unsupported_media_type' : 'invalid_request', err.message)
-            : err instanceof ClientInputError || err instanceof ResourceInputError || err instanceof ResourceExistsError
+            : err instanceof ClientInputError || err instanceof ResourceInputError || err instanceof ResourceExistsError || err instanceof AccountInputError
               ? new ApiError(400, 'invalid_request', err.message)
-              : err instanceof ClientNotFoundError
+              : err instanceof ClientNotFoundError || err instanceof ResourceNotFoundError || err instanceof AccountNotFoundError
                 ? new ApiError(404, 'not_found', err.message)
                 : undefined;
       if (!known) throw err;
@@ -177,20 +202,144 @@ export function createApiRouter(deps: ApiDeps): Router<AdminState> {
     }
     const ttl = body.accessTokenTtl ?? 600;
     if (typeof ttl !== 'number') throw new ApiError(400, 'invalid_request', 'accessTokenTtl must be a number of seconds');
-    const resource = await deps.resources.add({
-      uri: body.uri,
-      name: body.name,
-      scopes: scopes.map((s) => ({ name: String((s as { name?: unknown }).name ?? ''), description: String((s as { description?: unknown }).description ?? '') })),
-      defaultScopes: Array.isArray(body.defaultScopes) ? body.defaultScopes.map(String) : undefined,
-      accessTokenTtl: ttl,
+    const uri = body.uri;
+    const name = body.name;
+    const resource = await inTransaction(deps.db, async () => {
+      const added = await deps.resources.add({
+        uri,
+        name,
+        scopes: scopes.map((s) => ({ name: String((s as { name?: unknown }).name ?? ''), description: String((s as { description?: unknown }).description ?? '') })),
+        defaultScopes: Array.isArray(body.defaultScopes) ? body.defaultScopes.map(String) : undefined,
+        accessTokenTtl: ttl,
+      });
+      await deps.audit.record({
+        event: 'resource.added',
+        actor: actor(ctx),
+        resource: added.uri,
+        details: { name: added.name, scopes: added.scopes.map((s) => s.name), default_scopes: added.defaultScopes, access_token_ttl: added.accessTokenTtl },
+      });
+      return added;
     });
     ctx.status = 201;
     ctx.body = resource;
   });
-  router.delete('/resources', async (ctx) => {
+  const resourceUri = (ctx: Context) => {
     const uri = ctx.query.uri;
-    if (typeof uri !== 'string') throw new ApiError(400, 'invalid_request', 'the uri query parameter is required');
-    if (!(await deps.resources.remove(uri))) throw new ApiError(404, 'not_found', `no resource ${uri} is registered`);
+    if (typeof uri !== 'string' || !uri) throw new ApiError(400, 'invalid_request', 'the uri query parameter is required');
+    return uri;
+  };
+  // Edit: everything but the URI (the audience of every token issued for it). Omitted fields keep their values.
+  router.put('/resources', async (ctx) => {
+    const uri = resourceUri(ctx);
+    const body = await readJson(ctx);
+    const changes: { name?: string; scopes?: ResourceScope[]; defaultScopes?: string[]; accessTokenTtl?: number } = {};
+    if (body.name !== undefined) {
+      if (typeof body.name !== 'string') throw new ApiError(400, 'invalid_request', 'name must be a string');
+      changes.name = body.name;
+    }
+    if (body.scopes !== undefined) changes.scopes = scopesFrom(body.scopes);
+    if (body.defaultScopes !== undefined) changes.defaultScopes = stringsFrom(body.defaultScopes, 'defaultScopes');
+    if (body.accessTokenTtl !== undefined) {
+      if (typeof body.accessTokenTtl !== 'number') throw new ApiError(400, 'invalid_request', 'accessTokenTtl must be a number of seconds');
+      changes.accessTokenTtl = body.accessTokenTtl;
+    }
+    if (body.uri !== undefined) {
+      const registered = await deps.resources.resolve(uri);
+      const named = typeof body.uri === 'string' ? await deps.resources.resolve(body.uri) : undefined;
+      if (registered && named?.uri !== registered.uri) {
+        throw new ApiError(400, 'invalid_request', 'the uri cannot change: it is the audience of every token issued for this MCP server (remove it and add another)');
+      }
+    }
+    ctx.body = await inTransaction(deps.db, async () => {
+      const { previous, updated } = await deps.resources.edit(uri, changes);
+      await deps.audit.record({ event: 'resource.updated', actor: actor(ctx), resource: updated.uri, details: resourceUpdateDetails(previous, updated) });
+      return updated;
+    });
+  });
+  router.delete('/resources', async (ctx) => {
+    const uri = resourceUri(ctx);
+    const resource = await deps.resources.resolve(uri);
+    if (!resource) throw new ApiError(404, 'not_found', `no resource ${uri} is registered`);
+    await inTransaction(deps.db, async () => {
+      // What the removal strands, as the console records it.
+      const withCeiling = (await deps.clients.list({ status: 'approved' })).filter((c) => c.ceiling !== null && c.ceiling[resource.uri]);
+      const usage = await connections.resourceUsage(resource.uri);
+      if (!(await deps.resources.remove(resource.uri))) throw new ApiError(404, 'not_found', `no resource ${uri} is registered`);
+      await deps.audit.record({
+        event: 'resource.removed',
+        actor: actor(ctx),
+        resource: resource.uri,
+        details: { name: resource.name, scopes: resource.scopes.map((s) => s.name), clients_with_ceiling: withCeiling.map((c) => c.clientId), live_connections: usage.connections },
+      });
+    });
+    ctx.status = 204;
+  });
+
+  // Users (local accounts and administrators). Never their password hashes.
+  router.get('/users', async (ctx) => {
+    ctx.body = { users: await deps.accounts.list() };
+  });
+  router.post('/users', async (ctx) => {
+    const body = await readJson(ctx);
+    if (typeof body.email !== 'string' || typeof body.password !== 'string') throw new ApiError(400, 'invalid_request', 'email and password are required strings');
+    const role = body.role ?? 'user';
+    if (!ROLES.includes(role as Role)) throw new ApiError(400, 'invalid_request', `role must be one of ${ROLES.join(', ')}`);
+    const email = body.email;
+    const password = body.password;
+    const account = await inTransaction(deps.db, async () => {
+      const created = await deps.accounts.create(email, password, role as Role);
+      await deps.audit.record({ event: 'user.created', actor: actor(ctx), accountId: created.id, details: { email: created.email, role: created.role } });
+      return (await deps.accounts.get(created.id))!;
+    });
+    ctx.status = 201;
+    ctx.body = account;
+  });
+  const userActions = {
+    // An administrator cannot disable their own account (nor lock out the token they are using).
+    disable: { run: (ctx: Context, id: string) => deps.accounts.disable(id, caller(ctx).accountId), event: 'user.disabled' },
+    enable: { run: (_ctx: Context, id: string) => deps.accounts.enable(id), event: 'user.enabled' },
+  } as const;
+  for (const [action, { run, event }] of Object.entries(userActions)) {
+    router.post(`/users/:id/${action}`, async (ctx) => {
+      ctx.body = await inTransaction(deps.db, async () => {
+        const changed = await run(ctx, ctx.params.id!);
+        await deps.audit.record({ event, actor: actor(ctx), accountId: changed.id, details: { email: changed.email, ended_sessions: changed.endedSessions } });
+        return changed;
+      });
+    });
+  }
+  router.post('/users/:id/password', async (ctx) => {
+    const body = await readJson(ctx);
+    if (typeof body.password !== 'string') throw new ApiError(400, 'invalid_request', 'password is a required string');
+    const password = body.password;
+    ctx.body = await inTransaction(deps.db, async () => {
+      const changed = await deps.accounts.resetPassword(ctx.params.id!, password);
+      await deps.audit.record({ event: 'user.password_reset', actor: actor(ctx), accountId: changed.id, details: { email: changed.email, ended_sessions: changed.endedSessions } });
+      return changed;
+    });
+  });
+
+  // Connections (the grants users gave clients).
+  router.get('/connections', async (ctx) => {
+    const str = (v: unknown) => (typeof v === 'string' && v ? v : undefined);
+    ctx.body = { connections: await connections.list({ clientId: str(ctx.query.client_id), accountId: str(ctx.query.account_id), limit: CONNECTIONS_LIMIT }) };
+  });
+  router.delete('/connections/:grantId', async (ctx) => {
+    const revoked = await inTransaction(deps.db, async () => {
+      const connection = await connections.find(ctx.params.grantId!);
+      if (!connection) return false;
+      const rows = await connections.revoke(connection.grantId);
+      await deps.audit.record({
+        event: 'grant.revoked',
+        actor: actor(ctx),
+        clientId: connection.clientId,
+        accountId: connection.accountId,
+        resource: Object.keys(connection.resources)[0],
+        details: { grant_id: connection.grantId, email: connection.email, resources: connection.resources, revoked_rows: rows },
+      });
+      return true;
+    });
+    if (!revoked) throw new ApiError(404, 'not_found', 'no such connection: it may have been revoked or expired');
     ctx.status = 204;
   });
 
@@ -214,12 +363,21 @@ export function createApiRouter(deps: ApiDeps): Router<AdminState> {
     if (typeof body.name !== 'string' || !body.name.trim() || body.name.length > 100) {
       throw new ApiError(400, 'invalid_request', 'name is required (at most 100 characters)');
     }
-    const { token, info } = await tokens.create(caller(ctx).accountId, body.name.trim());
+    const { token, info } = await inTransaction(deps.db, async () => {
+      const created = await tokens.create(caller(ctx).accountId, String(body.name).trim());
+      await deps.audit.record({ event: 'admin.api_token_created', actor: actor(ctx), accountId: caller(ctx).accountId, details: { token_id: created.info.id, name: created.info.name } });
+      return created;
+    });
     ctx.status = 201;
     ctx.body = { ...info, token, note: 'the token is shown once: store it now' };
   });
   router.delete('/tokens/:id', async (ctx) => {
-    if (!(await tokens.revoke(caller(ctx).accountId, ctx.params.id!))) throw new ApiError(404, 'not_found', 'no such active token of yours');
+    const { accountId } = caller(ctx);
+    await inTransaction(deps.db, async () => {
+      const active = (await tokens.list(accountId)).find((t) => t.id === ctx.params.id && !t.revokedAt);
+      if (!active || !(await tokens.revoke(accountId, active.id))) throw new ApiError(404, 'not_found', 'no such active token of yours');
+      await deps.audit.record({ event: 'admin.api_token_revoked', actor: actor(ctx), accountId, details: { token_id: active.id, name: active.name } });
+    });
     ctx.status = 204;
   });
 

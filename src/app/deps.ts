@@ -71,7 +71,12 @@ export async function buildApp(config: Config, database: DatabaseHandle, logger:
     metadataDocuments,
     clients: clientsRepository,
     audit,
-    trustPolicy: createTrustPolicy({ approval: config.clientApproval, trustedDocumentHosts: config.trustedDocumentHosts }),
+    trustPolicy: createTrustPolicy({
+      approval: config.clientApproval,
+      trustedDocumentHosts: config.trustedDocumentHosts,
+      trustedCeiling: config.trustedClientCeiling,
+      defaultScopes: () => resources.list(),
+    }),
     clientPolicy: createClientPolicyLookup(clientsRepository),
     outboundFetch: (url) => safeFetch(url, { ...JWKS_FETCH, trust: testOnly.documentFetchTrust }),
     config,

@@ -30,6 +30,8 @@ export const AUDIT_EVENTS = [
   'admin.sign_in_succeeded',
   'admin.sign_in_failed',
   'admin.signed_out',
+  'admin.api_token_created',
+  'admin.api_token_revoked',
   'consent.granted',
   'consent.denied',
   'token.issued',

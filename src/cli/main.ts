@@ -1,15 +1,25 @@
 /**
- * The `gatehouse` command: serve, migrate, user, resource, client.
+ * The `gatehouse` command: serve, migrate, user, admin, resource, client, connection. Every change
+ * an administrator can make in the console is here too, and records the same audit event, with
+ * `cli:<os user>` as the actor.
  */
 import { parseArgs } from 'node:util';
-import { AccountInputError, createAccountsService } from '../accounts/accounts.service.ts';
+import { AccountInputError, AccountNotFoundError, createAccountsService, type AccountsService } from '../accounts/accounts.service.ts';
 import { startServer } from '../app/server.ts';
 import { ConfigError, loadConfig, parseDuration, type Config } from '../config/config.ts';
 import { DatabaseInUseError, openDatabase, type DatabaseHandle } from '../db/database.ts';
+import { inTransaction } from '../db/unit-of-work.ts';
 import { migrateToLatest, pendingMigrations } from '../db/migrator.ts';
 import { createLogger } from '../http/logger.ts';
 import { ResourceExistsError } from '../resources/resources.repository.ts';
-import { ResourceInputError, createResourcesService } from '../resources/resources.service.ts';
+import { createConnectionsRepository, type Connection } from '../oidc/connections.repository.ts';
+import {
+  ResourceInputError,
+  ResourceNotFoundError,
+  createResourcesService,
+  resourceUpdateDetails,
+  type UpdateResourceInput,
+} from '../resources/resources.service.ts';
 import { userInfo } from 'node:os';
 import { createAuditLog } from '../audit/audit-log.ts';
 import type { ClientRecord } from '../clients/clients.repository.ts';
@@ -23,11 +33,19 @@ const USAGE = `Usage: gatehouse <command>
   migrate                       apply pending database migrations
   user add EMAIL                create a user; the password is prompted for, or read from stdin
   user set-password EMAIL       change a user's password
+  user list [--json]            list users and administrators
+  user disable EMAIL            block sign-in and every refresh token of the user; sign
+                                their browsers out
+  user enable EMAIL             let a disabled user sign in again; their connections work again
   admin create EMAIL            create an administrator (console sign-in); the password is
                                 prompted for, or read from stdin
   resource add URI --name NAME --scope NAME=DESCRIPTION [--scope …]
                [--default-scope NAME …] [--access-token-ttl 10m]
                                 register an MCP server
+  resource edit URI [--name NAME] [--scope NAME=DESCRIPTION …] [--default-scope NAME …]
+                [--access-token-ttl 10m]
+                                change an MCP server (never its URI); --scope replaces the
+                                list; what is not given keeps its value
   resource list [--json]        list registered MCP servers
   resource remove URI           unregister an MCP server
   client list [--pending | --status STATUS] [--json]
@@ -40,10 +58,17 @@ const USAGE = `Usage: gatehouse <command>
   client suspend ID [--reason TEXT]
                                 reject or suspend a client; its grants and refresh tokens
                                 are revoked at once
+  connection list [--client ID] [--user EMAIL] [--json]
+                                who let which client use which MCP server (newest first)
+  connection revoke GRANT_ID    revoke one: its refresh tokens stop working, and the user is
+                                asked to consent again next time
 
 Settings come from environment variables; see the README.`;
 
 class UsageError extends Error {}
+
+/** Who acts, in the audit trail. */
+const cliActor = () => `cli:${userInfo().username}`;
 
 async function withDatabase<T>(config: Config, fn: (db: DatabaseHandle) => Promise<T>): Promise<T> {
   const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, poolSize: 2 });
@@ -106,22 +131,76 @@ async function adminCommand(config: Config, args: string[]) {
   if (action !== 'create' || !email) throw new UsageError('usage: gatehouse admin create EMAIL');
   const password = await readSecret(`Password for ${email}: `, true);
   await withDatabase(config, async ({ db }) => {
-    const account = await createAccountsService({ db }).create(email, password, 'admin');
+    const audit = createAuditLog({ db });
+    const account = await inTransaction(db, async () => {
+      const created = await createAccountsService({ db }).create(email, password, 'admin');
+      await audit.record({ event: 'user.created', actor: cliActor(), accountId: created.id, details: { email: created.email, role: created.role } });
+      return created;
+    });
     process.stdout.write(`Created administrator ${account.email}. Sign in at ${config.adminUrl}/sign-in\n`);
   });
 }
 
+/** The account with this email, or a usage error naming it. */
+async function accountByEmail(accounts: AccountsService, email: string) {
+  const account = await accounts.getByEmail(email);
+  if (!account) throw new UsageError(`no account for ${email}`);
+  return account;
+}
+
 async function userCommand(config: Config, args: string[]) {
-  const [action, email] = args;
-  if ((action !== 'add' && action !== 'set-password') || !email) throw new UsageError('usage: gatehouse user add|set-password EMAIL');
+  const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean' } } });
+  const [action, email] = positionals;
+  const usage = 'usage: gatehouse user add|set-password|disable|enable EMAIL, or gatehouse user list [--json]';
+  if (action === 'list') {
+    return withDatabase(config, async ({ db }) => {
+      const list = await createAccountsService({ db }).list();
+      if (values.json) return void process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+      if (!list.length) process.stdout.write('No users yet.\n');
+      for (const u of list) process.stdout.write(`${(u.disabledAt ? 'disabled' : 'active').padEnd(8)}  ${u.role.padEnd(5)}  ${u.email}  (${u.id})\n`);
+    });
+  }
+  if (!email) throw new UsageError(usage);
+  if (action === 'disable' || action === 'enable') {
+    return withDatabase(config, async ({ db }) => {
+      const accounts = createAccountsService({ db });
+      const audit = createAuditLog({ db });
+      const changed = await inTransaction(db, async () => {
+        const account = await accountByEmail(accounts, email);
+        const change = action === 'disable' ? await accounts.disable(account.id) : await accounts.enable(account.id);
+        await audit.record({
+          event: action === 'disable' ? 'user.disabled' : 'user.enabled',
+          actor: cliActor(),
+          accountId: change.id,
+          details: { email: change.email, ended_sessions: change.endedSessions },
+        });
+        return change;
+      });
+      process.stdout.write(
+        action === 'disable'
+          ? `Disabled ${changed.email}: they cannot sign in, and their refresh tokens stop working until they are enabled again (${changed.endedSessions} sign-in sessions ended).\n`
+          : `Enabled ${changed.email}: they can sign in, and their connections work again.\n`,
+      );
+    });
+  }
+  if (action !== 'add' && action !== 'set-password') throw new UsageError(usage);
   const password = await readSecret(`Password for ${email}: `, true);
   await withDatabase(config, async ({ db }) => {
     const accounts = createAccountsService({ db });
+    const audit = createAuditLog({ db });
     if (action === 'add') {
-      const account = await accounts.create(email, password);
+      const account = await inTransaction(db, async () => {
+        const created = await accounts.create(email, password);
+        await audit.record({ event: 'user.created', actor: cliActor(), accountId: created.id, details: { email: created.email, role: created.role } });
+        return created;
+      });
       process.stdout.write(`Created user ${account.email} (${account.id}).\n`);
     } else {
-      await accounts.setPassword(email, password);
+      await inTransaction(db, async () => {
+        await accounts.setPassword(email, password);
+        const account = await accountByEmail(accounts, email);
+        await audit.record({ event: 'user.password_reset', actor: cliActor(), accountId: account.id, details: { email: account.email } });
+      });
       process.stdout.write(`Changed the password of ${email}.\n`);
     }
   });
@@ -140,8 +219,20 @@ async function resourceCommand(config: Config, args: string[]) {
     },
   });
   const [action, uri] = positionals;
+  const scopesOf = (specs: string[]) =>
+    specs.map((s) => {
+      const i = s.indexOf('=');
+      if (i <= 0) throw new UsageError(`--scope "${s}" must be NAME=DESCRIPTION`);
+      return { name: s.slice(0, i).trim(), description: s.slice(i + 1).trim() };
+    });
+  const ttlOf = (value: string) => {
+    const ttl = parseDuration(value);
+    if (ttl === undefined) throw new UsageError('--access-token-ttl must be a duration such as 600, 10m or 1h');
+    return ttl;
+  };
   await withDatabase(config, async ({ db }) => {
     const resources = createResourcesService({ db });
+    const audit = createAuditLog({ db });
     if (action === 'list') {
       const list = await resources.list();
       if (values.json) {
@@ -158,30 +249,60 @@ async function resourceCommand(config: Config, args: string[]) {
       return;
     }
     if (action === 'add' && uri) {
-      if (!values.name) throw new UsageError('--name is required');
-      const scopes = (values.scope ?? []).map((s) => {
-        const i = s.indexOf('=');
-        if (i <= 0) throw new UsageError(`--scope "${s}" must be NAME=DESCRIPTION`);
-        return { name: s.slice(0, i).trim(), description: s.slice(i + 1).trim() };
-      });
-      const ttl = values['access-token-ttl'] ? parseDuration(values['access-token-ttl']) : config.accessTokenTtl;
-      if (ttl === undefined) throw new UsageError('--access-token-ttl must be a duration such as 600, 10m or 1h');
-      const r = await resources.add({
-        uri,
-        name: values.name,
-        scopes,
-        defaultScopes: values['default-scope'],
-        accessTokenTtl: ttl,
+      const name = values.name;
+      if (!name) throw new UsageError('--name is required');
+      const scopes = scopesOf(values.scope ?? []);
+      const ttl = values['access-token-ttl'] ? ttlOf(values['access-token-ttl']) : config.accessTokenTtl;
+      const r = await inTransaction(db, async () => {
+        const added = await resources.add({ uri, name, scopes, defaultScopes: values['default-scope'], accessTokenTtl: ttl });
+        await audit.record({
+          event: 'resource.added',
+          actor: cliActor(),
+          resource: added.uri,
+          details: { name: added.name, scopes: added.scopes.map((s) => s.name), default_scopes: added.defaultScopes, access_token_ttl: added.accessTokenTtl },
+        });
+        return added;
       });
       process.stdout.write(`Registered ${r.uri} (${r.name}) with scopes ${r.scopes.map((s) => s.name).join(', ')}.\n`);
       return;
     }
+    if (action === 'edit' && uri) {
+      const changes: Partial<UpdateResourceInput> = {};
+      if (values.name !== undefined) changes.name = values.name;
+      if (values.scope) changes.scopes = scopesOf(values.scope);
+      if (values['default-scope']) changes.defaultScopes = values['default-scope'];
+      if (values['access-token-ttl'] !== undefined) changes.accessTokenTtl = ttlOf(values['access-token-ttl']);
+      if (!Object.keys(changes).length) throw new UsageError('nothing to change: give --name, --scope, --default-scope or --access-token-ttl');
+      const r = await inTransaction(db, async () => {
+        const { previous, updated } = await resources.edit(uri, changes);
+        await audit.record({ event: 'resource.updated', actor: cliActor(), resource: updated.uri, details: resourceUpdateDetails(previous, updated) });
+        return updated;
+      });
+      process.stdout.write(
+        `Updated ${r.uri} (${r.name}): scopes ${r.scopes.map((s) => s.name).join(', ')}; default scopes ${r.defaultScopes.join(', ')}; access tokens ${r.accessTokenTtl}s.\n`,
+      );
+      return;
+    }
     if (action === 'remove' && uri) {
-      if (!(await resources.remove(uri))) throw new UsageError(`no resource ${uri} is registered`);
+      const resource = await resources.resolve(uri);
+      if (!resource) throw new UsageError(`no resource ${uri} is registered`);
+      await inTransaction(db, async () => {
+        // What the removal strands, as the console records it.
+        const clients = createClientsService({ db, resources, audit });
+        const withCeiling = (await clients.list({ status: 'approved' })).filter((c) => c.ceiling !== null && c.ceiling[resource.uri]);
+        const usage = await createConnectionsRepository(db).resourceUsage(resource.uri);
+        await resources.remove(resource.uri);
+        await audit.record({
+          event: 'resource.removed',
+          actor: cliActor(),
+          resource: resource.uri,
+          details: { name: resource.name, scopes: resource.scopes.map((s) => s.name), clients_with_ceiling: withCeiling.map((c) => c.clientId), live_connections: usage.connections },
+        });
+      });
       process.stdout.write(`Removed ${uri}.\n`);
       return;
     }
-    throw new UsageError('usage: gatehouse resource add|list|remove …');
+    throw new UsageError('usage: gatehouse resource add|edit|list|remove …');
   });
 }
 
@@ -221,7 +342,7 @@ async function clientCommand(config: Config, args: string[]) {
     },
   });
   const [action, clientId] = positionals;
-  const by = `cli:${userInfo().username}`;
+  const by = cliActor();
   await withDatabase(config, async ({ db }) => {
     const clients = createClientsService({ db, resources: createResourcesService({ db }), audit: createAuditLog({ db }) });
     const print = (c: ClientRecord) => process.stdout.write(values.json ? `${JSON.stringify(c, null, 2)}\n` : describeClient(c));
@@ -252,6 +373,59 @@ async function clientCommand(config: Config, args: string[]) {
     if (action === 'reject') return print(await clients.reject(clientId, by, values.reason ?? null));
     if (action === 'suspend') return print(await clients.suspend(clientId, by, values.reason ?? null));
     throw new UsageError('usage: gatehouse client list|show|approve|reject|suspend …');
+  });
+}
+
+function describeConnection(c: Connection): string {
+  const lines = [
+    `${c.grantId}`,
+    `  user:      ${c.email ?? '(account deleted)'}${c.accountDisabled ? ' (disabled)' : ''}`,
+    `  client:    ${c.clientName ?? '(client deleted)'} (${c.clientId})`,
+    ...Object.entries(c.resources).map(([uri, scopes]) => `  resource:  ${uri}: ${scopes.join(' ')}`),
+    `  granted:   ${c.grantedAt.toISOString()}`,
+    `  last used: ${c.lastUsedAt ? c.lastUsedAt.toISOString() : 'never'}`,
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+async function connectionCommand(config: Config, args: string[]) {
+  const { positionals, values } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { client: { type: 'string' }, user: { type: 'string' }, json: { type: 'boolean' } },
+  });
+  const [action, grantId] = positionals;
+  await withDatabase(config, async ({ db }) => {
+    const connections = createConnectionsRepository(db);
+    if (action === 'list') {
+      const account = values.user ? await accountByEmail(createAccountsService({ db }), values.user) : undefined;
+      const list = await connections.list({ clientId: values.client, accountId: account?.id, limit: 1000 });
+      if (values.json) return void process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+      if (!list.length) process.stdout.write(values.client || values.user ? 'No connections match.\n' : 'No connections yet.\n');
+      for (const c of list) process.stdout.write(describeConnection(c));
+      return;
+    }
+    if (action === 'revoke' && grantId) {
+      const audit = createAuditLog({ db });
+      const revoked = await inTransaction(db, async () => {
+        const connection = await connections.find(grantId);
+        if (!connection) return undefined;
+        const rows = await connections.revoke(connection.grantId);
+        await audit.record({
+          event: 'grant.revoked',
+          actor: cliActor(),
+          clientId: connection.clientId,
+          accountId: connection.accountId,
+          resource: Object.keys(connection.resources)[0],
+          details: { grant_id: connection.grantId, email: connection.email, resources: connection.resources, revoked_rows: rows },
+        });
+        return connection;
+      });
+      if (!revoked) throw new UsageError(`no connection ${grantId}: it may have been revoked or expired`);
+      process.stdout.write(`Revoked the connection of ${revoked.email ?? revoked.accountId} to ${revoked.clientName ?? revoked.clientId}: its refresh tokens no longer work.\n`);
+      return;
+    }
+    throw new UsageError('usage: gatehouse connection list [--client ID] [--user EMAIL] [--json], or gatehouse connection revoke GRANT_ID');
   });
 }
 
@@ -288,6 +462,9 @@ async function main(argv: string[]): Promise<number> {
     case 'admin':
       await adminCommand(config, rest);
       return 0;
+    case 'connection':
+      await connectionCommand(config, rest);
+      return 0;
     default:
       throw new UsageError(`unknown command "${command}"\n\n${USAGE}`);
   }
@@ -306,7 +483,11 @@ main(process.argv.slice(2)).then(
       err instanceof ClientNotFoundError ||
       err instanceof ResourceInputError ||
       err instanceof ResourceExistsError ||
-      err instanceof DatabaseInUseError;
+      err instanceof ResourceNotFoundError ||
+      err instanceof AccountNotFoundError ||
+      err instanceof DatabaseInUseError ||
+      // node:util parseArgs: an unknown option, or a missing option value.
+      /^ERR_PARSE_ARGS_/.test(String((err as { code?: unknown })?.code ?? ''));
     process.stderr.write(`gatehouse: ${known ? (err as Error).message : (err as Error)?.stack ?? String(err)}\n`);
     process.exit(known ? 2 : 1);
   },

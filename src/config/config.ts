@@ -165,12 +165,19 @@ export const settings = {
   trustedDocumentHosts: {
     env: 'GATEHOUSE_TRUSTED_CLIENT_HOSTS',
     description:
-      'Space- or comma-separated hosts (for example `claude.ai vscode.dev`) whose metadata-document clients are approved on arrival, with no scope ceiling. Empty by default.',
+      'Space- or comma-separated hosts (for example `claude.ai vscode.dev`) whose metadata-document clients are approved on arrival, with the ceiling GATEHOUSE_TRUSTED_CLIENT_CEILING. Empty by default.',
     default: '',
     schema: z
       .string()
       .transform((v) => v.split(/[\s,]+/).filter(Boolean).map((h) => h.toLowerCase()))
       .refine((hosts) => hosts.every((h) => /^[a-z0-9.-]+(:\d+)?$/.test(h)), 'must be host names such as claude.ai'),
+  },
+  trustedClientCeiling: {
+    env: 'GATEHOUSE_TRUSTED_CLIENT_CEILING',
+    description:
+      'The scope ceiling of clients approved on arrival through GATEHOUSE_TRUSTED_CLIENT_HOSTS: `defaults` (each MCP server\'s default scopes) or `all` (every scope each MCP server offers).',
+    default: 'defaults',
+    schema: z.enum(['defaults', 'all']),
   },
   clientIdMetadataDocuments: {
     env: 'GATEHOUSE_CLIENT_ID_METADATA_DOCUMENTS',

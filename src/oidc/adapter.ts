@@ -179,7 +179,7 @@ class ClientAdapter implements Adapter {
   async upsert(id: string, payload: AdapterPayload): Promise<void> {
     const { client_secret: secret, ...metadata } = payload as AdapterPayload & { client_secret?: string };
     const secretEnc = typeof secret === 'string' ? this.deps.secretBox.encrypt(secret, `client-secret:${id}`) : null;
-    const decision = this.#trust.decide({ method: 'dcr', clientId: id });
+    const decision = await this.#trust.decide({ method: 'dcr', clientId: id });
     const who = arrival();
     await current(this.deps.db)
       .insertInto('clients')
@@ -233,7 +233,7 @@ class ClientAdapter implements Adapter {
     }
     let policy = !resolved.fresh ? await this.#clients.policy(id) : undefined;
     if (!policy) {
-      const recorded = await this.#clients.recordDocumentClient(id, resolved.metadata, this.#trust.decide({ method: 'cimd', clientId: id }), arrival());
+      const recorded = await this.#clients.recordDocumentClient(id, resolved.metadata, await this.#trust.decide({ method: 'cimd', clientId: id }), arrival());
       policy = recorded;
       await this.deps.audit?.record({
         event: recorded.returnedToPending ? 'client.returned_to_pending' : 'client.metadata_fetched',

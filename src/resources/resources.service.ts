@@ -52,6 +52,24 @@ function checkChanges(input: UpdateResourceInput, problems: string[]): ResourceC
   return { name: input.name.trim(), scopes: input.scopes, defaultScopes: [...new Set(defaults)], accessTokenTtl: input.accessTokenTtl };
 }
 
+/**
+ * What changed, as the `resource.updated` audit event records it (the console's page builds the
+ * same shape): the new values, the scopes added and removed, and the previous values.
+ */
+export function resourceUpdateDetails(previous: Resource, updated: Resource): Record<string, unknown> {
+  const before = previous.scopes.map((s) => s.name);
+  const after = updated.scopes.map((s) => s.name);
+  return {
+    name: updated.name,
+    scopes: after,
+    added_scopes: after.filter((n) => !before.includes(n)),
+    removed_scopes: before.filter((n) => !after.includes(n)),
+    default_scopes: updated.defaultScopes,
+    access_token_ttl: updated.accessTokenTtl,
+    previous: { name: previous.name, scopes: before, default_scopes: previous.defaultScopes, access_token_ttl: previous.accessTokenTtl },
+  };
+}
+
 export function createResourcesService(deps: { db: DB }) {
   const repo = createResourcesRepository(deps.db);
 
@@ -94,6 +112,32 @@ export function createResourcesService(deps: { db: DB }) {
       const updated = canonical.ok ? await repo.update(canonical.uri, changes) : undefined;
       if (!updated) throw new ResourceNotFoundError(`no resource ${uri} is registered`);
       return updated;
+    },
+
+    /**
+     * `update` with only what `changes` names; everything omitted keeps its current value. When the
+     * scopes are replaced and no default scopes are given, the current defaults that are still
+     * offered stay defaults (none left: every scope, as when adding). `uri` may be any spelling
+     * that canonicalises to the registered URI. Returns the resource before and after the change.
+     */
+    async edit(uri: string, changes: Partial<UpdateResourceInput>): Promise<{ previous: Resource; updated: Resource }> {
+      const canonical = canonicalizeResourceUri(uri);
+      const previous = canonical.ok ? await repo.findByUri(canonical.uri) : undefined;
+      if (!previous) throw new ResourceNotFoundError(`no resource ${uri} is registered`);
+      const scopes = changes.scopes ?? previous.scopes;
+      const defaultScopes = changes.defaultScopes ?? previous.defaultScopes.filter((d) => scopes.some((s) => s.name === d));
+      const input: UpdateResourceInput = {
+        name: changes.name ?? previous.name,
+        scopes,
+        defaultScopes,
+        accessTokenTtl: changes.accessTokenTtl ?? previous.accessTokenTtl,
+      };
+      const problems: string[] = [];
+      const checked = checkChanges(input, problems);
+      if (problems.length) throw new ResourceInputError(problems.join('; '));
+      const updated = await repo.update(previous.uri, checked);
+      if (!updated) throw new ResourceNotFoundError(`no resource ${uri} is registered`);
+      return { previous, updated };
     },
 
     async remove(uri: string): Promise<boolean> {

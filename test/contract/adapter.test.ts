@@ -22,7 +22,7 @@ beforeAll(async () => {
     db: database.db,
     secretBox: createSecretBox(Buffer.alloc(32, 7)),
     clients: createClientsRepository(database.db),
-    trustPolicy: createTrustPolicy({ approval: 'manual', trustedDocumentHosts: [] }),
+    trustPolicy: createTrustPolicy({ approval: 'manual', trustedDocumentHosts: [], trustedCeiling: 'defaults', defaultScopes: async () => [] }),
   });
 });
 afterAll(() => database?.close());

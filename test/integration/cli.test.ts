@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -287,6 +287,99 @@ describe('with PostgreSQL', () => {
     const again = await gatehouse(['admin', 'create', 'BOSS@example.com'], { env, input: `${PASSWORD}\n` });
     expect(again.code).toBe(2);
     expect(again.stderr).toMatch(/already exists/);
+  });
+
+  test('resource edit, user list, disable and enable, connection list and revoke: the console\'s other actions, audited', async () => {
+    // bob (from `user add` above) has a connection to cli-client-3 on the Tools server, with a refresh token and a sign-in session.
+    const [bob] = await query<{ id: string }>(`select id from accounts where email = 'bob@example.com'`);
+    await query(`insert into clients (client_id, metadata, status) values ('cli-client-3', '{"client_name":"Connected"}', 'approved')`);
+    const grant = { accountId: bob!.id, clientId: 'cli-client-3', resources: { 'https://tools.example.com/mcp': 'run admin' } };
+    await query(
+      `insert into oidc_payloads (model, id, payload, account_id, client_id, grant_id, expires_at) values
+        ('Grant', 'cli-grant-1', $1, $2, 'cli-client-3', null, now() + interval '1 day'),
+        ('RefreshToken', 'cli-refresh-1', '{}', $2, 'cli-client-3', 'cli-grant-1', now() + interval '1 day'),
+        ('Session', 'cli-session-1', '{}', $2, null, null, now() + interval '1 day')`,
+      [JSON.stringify(grant), bob!.id],
+    );
+
+    // Independent of one another, so they run side by side.
+    const [edited, users, connections] = await Promise.all([
+      gatehouse(['resource', 'edit', 'https://TOOLS.example.com/mcp', '--name', 'Tools v2', '--scope', 'run=Run every tool', '--scope', 'list=List tools', '--access-token-ttl', '5m'], { env }),
+      gatehouse(['user', 'list', '--json'], { env }),
+      gatehouse(['connection', 'list', '--client', 'cli-client-3', '--user', 'BOB@example.com'], { env }),
+    ]);
+    expect(edited.stderr).toBe('');
+    expect(edited.code).toBe(0);
+    expect(edited.stdout).toContain('Updated https://tools.example.com/mcp (Tools v2)');
+    const [tools] = await query<{ name: string; scopes: unknown; default_scopes: unknown; access_token_ttl: number }>(
+      `select name, scopes, default_scopes, access_token_ttl from resources where uri = 'https://tools.example.com/mcp'`,
+    );
+    // The given scopes replace the list; "run" was a default and still is; "admin" is gone.
+    expect(tools).toEqual({ name: 'Tools v2', scopes: [{ name: 'run', description: 'Run every tool' }, { name: 'list', description: 'List tools' }], default_scopes: ['run'], access_token_ttl: 300 });
+
+    expect(users.code).toBe(0);
+    const listed = JSON.parse(users.stdout) as Array<Record<string, unknown>>;
+    expect(listed.map((u) => [u.email, u.role, u.disabledAt])).toEqual(expect.arrayContaining([['bob@example.com', 'user', null], ['boss@example.com', 'admin', null]]));
+    expect(users.stdout).not.toMatch(/argon2|password/i);
+
+    expect(connections.stderr).toBe('');
+    expect(connections.code).toBe(0);
+    expect(connections.stdout).toMatch(/^cli-grant-1\n\s+user:\s+bob@example\.com\n\s+client:\s+Connected \(cli-client-3\)\n\s+resource:\s+https:\/\/tools\.example\.com\/mcp: run admin$/m);
+
+    // Known input errors: exit 2 with a message, and nothing changes.
+    const before = JSON.stringify(await query(`select * from resources order by uri`)) + JSON.stringify(await query(`select id, disabled_at from accounts order by email`));
+    const refused = await Promise.all(
+      [
+        ['resource', 'edit', 'https://tools.example.com/mcp', '--scope', 'openid=Sign in', '--default-scope', 'admin'],
+        ['resource', 'edit', 'https://unknown.example.com', '--name', 'U'],
+        ['user', 'disable', 'nobody@example.com'],
+        ['connection', 'revoke', 'no-such-grant'],
+        ['connection', 'list', '--frobnicate'],
+      ].map((args) => gatehouse(args, { env }).then((r) => ({ args, ...r }))),
+    );
+    for (const r of refused) {
+      expect(r.code, r.args.join(' ')).toBe(2);
+      expect(r.stderr, r.args.join(' ')).toMatch(/^gatehouse: \S/);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    }
+    expect(refused.map((r) => r.stderr.split('\n')[0])).toEqual([
+      expect.stringMatching(/scope "openid" is reserved.*default scope "admin" is not one of/),
+      expect.stringContaining('no resource https://unknown.example.com is registered'),
+      'gatehouse: no account for nobody@example.com',
+      expect.stringContaining('no connection no-such-grant'),
+      expect.stringContaining('--frobnicate'),
+    ]);
+    expect(JSON.stringify(await query(`select * from resources order by uri`)) + JSON.stringify(await query(`select id, disabled_at from accounts order by email`))).toBe(before);
+
+    const disabled = await gatehouse(['user', 'disable', 'bob@example.com'], { env });
+    expect(disabled.stderr).toBe('');
+    expect(disabled.code).toBe(0);
+    expect(disabled.stdout).toMatch(/^Disabled bob@example\.com: .*\(1 sign-in sessions ended\)/);
+    expect((await query(`select disabled_at from accounts where email = 'bob@example.com'`))[0]!.disabled_at).not.toBeNull();
+    expect(await query(`select id from oidc_payloads where id = 'cli-session-1'`)).toEqual([]);
+
+    const [enabled, revoked] = await Promise.all([gatehouse(['user', 'enable', 'bob@example.com'], { env }), gatehouse(['connection', 'revoke', 'cli-grant-1'], { env })]);
+    expect(enabled.code).toBe(0);
+    expect(enabled.stdout).toMatch(/^Enabled bob@example\.com/);
+    expect((await query(`select disabled_at from accounts where email = 'bob@example.com'`))[0]!.disabled_at).toBeNull();
+    expect(revoked.stderr).toBe('');
+    expect(revoked.code).toBe(0);
+    expect(revoked.stdout).toMatch(/^Revoked the connection of bob@example\.com to Connected/);
+    expect(await query(`select id from oidc_payloads where id in ('cli-grant-1', 'cli-refresh-1')`)).toEqual([]);
+
+    // Each change is in the audit trail, by the OS user who ran the command.
+    const events = await query<{ event: string; actor: string; account_id: string | null; resource: string | null; details: Record<string, unknown> }>(
+      `select event, actor, account_id, resource, details from audit_events where event in ('resource.updated', 'user.disabled', 'user.enabled', 'grant.revoked') order by id`,
+    );
+    expect(events.map((e) => e.event).sort()).toEqual(['grant.revoked', 'resource.updated', 'user.disabled', 'user.enabled']);
+    for (const e of events) expect(e.actor).toBe(`cli:${userInfo().username}`);
+    const byEvent = Object.fromEntries(events.map((e) => [e.event, e]));
+    expect(byEvent['resource.updated']).toMatchObject({
+      resource: 'https://tools.example.com/mcp',
+      details: { name: 'Tools v2', added_scopes: ['list'], removed_scopes: ['admin'], access_token_ttl: 300, previous: { name: 'Tools', access_token_ttl: 600 } },
+    });
+    expect(byEvent['user.disabled']).toMatchObject({ account_id: bob!.id, details: { email: 'bob@example.com', ended_sessions: 1 } });
+    expect(byEvent['grant.revoked']).toMatchObject({ account_id: bob!.id, details: { grant_id: 'cli-grant-1', revoked_rows: 2 } });
   });
 
   test('an unknown command exits 2 with the usage', async () => {

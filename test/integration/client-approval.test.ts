@@ -8,6 +8,7 @@ import { sql } from 'kysely';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ClientInputError } from '../../src/clients/clients.service.ts';
+import { createTrustPolicy } from '../../src/clients/trust-policy.ts';
 import { seed, startTestApp, type TestApp } from '../support/app.ts';
 import { startDocumentServer, TEST_DOCUMENT_TRUST, type DocumentServer } from '../support/document-server.ts';
 import { authorizationUrl, authorizeForCode, browse, CookieJar, exchangeCode, pkcePair, registerClient, tokenRequest } from '../support/oauth.ts';
@@ -259,9 +260,16 @@ describe('trust policies', () => {
     try {
       const clientId = documents.url('/trusted/client.json');
       documents.serve('/trusted/client.json', { body: { client_id: clientId, client_name: 'Trusted', redirect_uris: ['http://127.0.0.1/callback'] } });
-      const { code } = await authorizeForCode(trusting.issuer, { client_id: clientId, redirect_uris: ['http://127.0.0.1:50102/callback'] }, { resource: RESOURCE });
-      expect(code).toBeTruthy();
-      expect(await app.clients.get(clientId)).toMatchObject({ status: 'approved', ceiling: null, statusReason: expect.stringMatching(/trusted metadata-document host/) });
+      const documentClient = { client_id: clientId, redirect_uris: ['http://127.0.0.1:50102/callback'] };
+      const { code, verifier } = await authorizeForCode(trusting.issuer, documentClient, { resource: RESOURCE, scope: 'files:read files:write' });
+      // The ceiling of a trusted host's client: each MCP server's default scopes.
+      expect(await app.clients.get(clientId)).toMatchObject({
+        status: 'approved',
+        ceiling: { [RESOURCE]: ['files:read'], [OTHER]: ['other:read'] },
+        statusReason: expect.stringMatching(/trusted metadata-document host, with each MCP server's default scopes/),
+      });
+      const tokens = await exchangeCode(trusting.issuer, documentClient, code, verifier, RESOURCE);
+      expect(scopesOf(tokens.body.access_token)).toEqual(['files:read']);
       // DCR clients are not trusted by that policy.
       const registered = await registerClient(trusting.issuer);
       expect((await app.clients.get(registered.client_id))?.status).toBe('pending');
@@ -279,4 +287,14 @@ describe('trust policies', () => {
       await automatic.close();
     }
   });
+});
+
+test('the trust policy decides: manual keeps everyone pending; trusted hosts get defaults or everything', async () => {
+  const defaults = async () => [{ uri: RESOURCE, defaultScopes: ['files:read'] }, { uri: OTHER, defaultScopes: [] }];
+  const manual = createTrustPolicy({ approval: 'manual', trustedDocumentHosts: ['claude.ai'], trustedCeiling: 'defaults', defaultScopes: defaults });
+  expect(await manual.decide({ method: 'dcr', clientId: 'abc' })).toMatchObject({ status: 'pending', ceiling: {} });
+  expect(await manual.decide({ method: 'cimd', clientId: 'https://evil.example/claude.ai/doc.json' })).toMatchObject({ status: 'pending' });
+  expect(await manual.decide({ method: 'cimd', clientId: 'https://claude.ai/oauth/mcp-oauth-client-metadata' })).toMatchObject({ status: 'approved', ceiling: { [RESOURCE]: ['files:read'] } });
+  const all = createTrustPolicy({ approval: 'manual', trustedDocumentHosts: ['claude.ai'], trustedCeiling: 'all', defaultScopes: defaults });
+  expect(await all.decide({ method: 'cimd', clientId: 'https://claude.ai/oauth/mcp-oauth-client-metadata' })).toMatchObject({ status: 'approved', ceiling: null });
 });
