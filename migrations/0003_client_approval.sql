@@ -16,5 +16,8 @@ ALTER TABLE clients
   ADD COLUMN status_reason text,
   ADD COLUMN status_changed_at timestamptz,
   ADD COLUMN status_changed_by text,
-  ADD COLUMN last_used_at timestamptz;
+  ADD COLUMN last_used_at timestamptz,
+  -- What the client asked for, for the administrator's decision: { "<resource URI>": [scopes] }
+  -- from authorization attempts while unapproved, and "*" for the scope in its registration.
+  ADD COLUMN requested jsonb NOT NULL DEFAULT '{}'::jsonb;
 CREATE INDEX clients_status ON clients (status, created_at DESC);

@@ -33,7 +33,8 @@ function present(client: ClientRecord) {
     detailPath: `/clients/${encodeURIComponent(client.clientId)}`,
     redirects: client.redirectUris.map((uri) => ({ uri, host: hostOf(uri), localhost: /^http:\/\/(localhost|127\.0\.0\.1|\[::1\])[:/]/.test(uri) })),
     publisherHost: client.registrationMethod === 'cimd' ? hostOf(client.clientId) : undefined,
-    requestedScope: typeof client.metadata.scope === 'string' ? client.metadata.scope : undefined,
+    requestedScope: client.requested['*']?.join(' '),
+    requestedAt: Object.entries(client.requested).filter(([key]) => key !== '*').map(([uri, scopes]) => ({ uri, scopes })),
     addedRedirects: client.approvedRedirectUris ? client.redirectUris.filter((u) => !client.approvedRedirectUris!.includes(u)) : [],
     removedRedirects: client.approvedRedirectUris ? client.approvedRedirectUris.filter((u) => !client.redirectUris.includes(u)) : [],
   };
@@ -68,7 +69,7 @@ export function createConsoleRouter(deps: ConsoleDeps): Router<AdminState> {
     const resources = await deps.resources.list();
     const usage = await deps.clients.usage(clientId);
     const events = await deps.audit.list({ clientId, limit: 20 });
-    const requested = new Set((typeof client.metadata.scope === 'string' ? client.metadata.scope : '').split(' ').filter(Boolean));
+    const askedAtRegistration = new Set(client.requested['*'] ?? []);
     const choices = resources.map((r) => ({
       name: r.name,
       uri: r.uri,
@@ -76,14 +77,16 @@ export function createConsoleRouter(deps: ConsoleDeps): Router<AdminState> {
         name: s.name,
         description: s.description,
         value: `${r.uri} ${s.name}`,
-        // Approved: the current ceiling. Not yet approved: the MCP server's default scopes.
+        // Approved: the current ceiling. Not yet approved: what it asked for there, else the MCP server's defaults.
         checked:
           client.ceiling === null
             ? true
             : client.status === 'approved' || Object.keys(client.ceiling).length > 0
               ? Boolean(client.ceiling[r.uri]?.includes(s.name))
-              : r.defaultScopes.includes(s.name),
-        requested: requested.has(s.name),
+              : client.requested[r.uri]
+                ? client.requested[r.uri]!.includes(s.name)
+                : r.defaultScopes.includes(s.name),
+        requested: Boolean(client.requested[r.uri]?.includes(s.name)) || askedAtRegistration.has(s.name),
       })),
     }));
     await deps.page.render(

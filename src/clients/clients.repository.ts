@@ -27,6 +27,8 @@ export interface ClientRecord extends ClientPolicy {
   statusChangedBy: string | null;
   createdAt: Date;
   lastUsedAt: Date | null;
+  /** What it asked for: resource URI → scopes (from authorization attempts), "*" → its registration scope. */
+  requested: Record<string, string[]>;
 }
 
 /** Who asked, recorded with a client that arrives unannounced. */
@@ -57,6 +59,7 @@ type Row = {
   status_changed_by: string | null;
   created_at: Date;
   last_used_at: Date | null;
+  requested: Record<string, string[]>;
 };
 
 const COLUMNS = [
@@ -73,6 +76,7 @@ const COLUMNS = [
   'status_changed_by',
   'created_at',
   'last_used_at',
+  'requested',
 ] as const;
 
 function toRecord(row: Row): ClientRecord {
@@ -93,6 +97,7 @@ function toRecord(row: Row): ClientRecord {
     statusChangedBy: row.status_changed_by,
     createdAt: row.created_at,
     lastUsedAt: row.last_used_at,
+    requested: row.requested ?? {},
   };
 }
 
@@ -132,6 +137,20 @@ export function createClientsRepository(db: DB) {
         .where('client_id', '=', clientId)
         .executeTakeFirst();
       return result.numUpdatedRows > 0n;
+    },
+
+    /** Adds to what the client asked for (kept to help the administrator decide). */
+    async recordRequested(clientId: string, key: string, scopes: string[]): Promise<void> {
+      const row = await current(db).selectFrom('clients').select('requested').where('client_id', '=', clientId).executeTakeFirst();
+      if (!row) return;
+      const before = row.requested[key] ?? [];
+      const merged = [...new Set([...before, ...scopes])].slice(0, 100);
+      if (merged.length === before.length && key in row.requested) return;
+      await current(db)
+        .updateTable('clients')
+        .set({ requested: JSON.stringify({ ...row.requested, [key]: merged }) })
+        .where('client_id', '=', clientId)
+        .execute();
     },
 
     /** How many live grants (user authorizations) the client holds, and when it last got a token. */

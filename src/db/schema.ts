@@ -40,6 +40,7 @@ export interface ClientsTable {
   status_changed_at: Timestamp | null;
   status_changed_by: string | null;
   last_used_at: Timestamp | null;
+  requested: ColumnType<Record<string, string[]>, string | undefined, string>;
 }
 
 export interface ClientMetadataDocumentsTable {

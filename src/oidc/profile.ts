@@ -61,7 +61,7 @@ const TRANSACTIONAL = new Set([ROUTES.token, ROUTES.registration, ROUTES.revocat
 /** The prompt Gatehouse adds in front of oidc-provider's: an unapproved client gets no code (issue 3 §3). */
 export const APPROVAL_PROMPT = 'approval';
 
-function createInteractionPolicy(clientPolicy: ClientPolicyLookup, accounts: AccountsService) {
+function createInteractionPolicy(clientPolicy: ClientPolicyLookup, accounts: AccountsService, clients: ClientsRepository) {
   const { Check, Prompt, base } = interactionPolicy;
   const policy = base();
   // A browser session whose account was disabled or deleted since must sign in again (oidc-provider
@@ -81,8 +81,15 @@ function createInteractionPolicy(clientPolicy: ClientPolicyLookup, accounts: Acc
         return { clientStatus: status };
       },
       new Check('client_not_approved', 'the client is not approved by an administrator of this authorization server', 'access_denied', async (ctx) => {
-        const { status } = await clientPolicy(ctx.oidc.client!.clientId);
-        return status === 'approved' ? Check.NO_NEED_TO_PROMPT : Check.REQUEST_PROMPT;
+        const clientId = ctx.oidc.client!.clientId;
+        const { status } = await clientPolicy(clientId);
+        if (status === 'approved') return Check.NO_NEED_TO_PROMPT;
+        // Remember what it asked for: the administrator decides from that (issue 3 §4).
+        const { resource, scope } = ctx.oidc.params as { resource?: unknown; scope?: unknown };
+        if (status === 'pending' && typeof resource === 'string') {
+          await clients.recordRequested(clientId, resource, String(scope ?? '').split(' ').filter(Boolean));
+        }
+        return Check.REQUEST_PROMPT;
       }),
     ),
   );
@@ -179,7 +186,7 @@ export function createProvider(deps: ProviderDeps): Provider {
       for (const [name, value] of Object.entries(fetched.headers)) if (typeof value === 'string') headers.set(name, value);
       return new Response(fetched.status === 204 || fetched.status === 304 ? null : new Uint8Array(fetched.body), { status: fetched.status, headers });
     },
-    interactions: { policy: createInteractionPolicy(deps.clientPolicy, deps.accounts), url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+    interactions: { policy: createInteractionPolicy(deps.clientPolicy, deps.accounts, deps.clients), url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
     async findAccount(_ctx, sub) {
       const account = await deps.accounts.findActiveById(sub);
       if (!account) return undefined;
@@ -269,6 +276,11 @@ export function createProvider(deps: ProviderDeps): Provider {
     } else if (ctx.path === ROUTES.registration && ctx.status === 201) {
       const body = ctx.body as { client_id?: string; client_name?: string; redirect_uris?: string[]; token_endpoint_auth_method?: string };
       const policy = body.client_id ? await deps.clientPolicy(body.client_id) : undefined;
+      // The registration's `scope` is not kept as metadata (see clients/redirect-uris.ts); keep it for the administrator.
+      const asked = (oidc.body as { scope?: unknown } | undefined)?.scope;
+      if (body.client_id && typeof asked === 'string' && asked.trim()) {
+        await deps.clients.recordRequested(body.client_id, '*', asked.split(' ').filter(Boolean));
+      }
       await deps.audit.record({
         event: 'client.registered',
         actor: body.client_id ? `client:${body.client_id}` : undefined,

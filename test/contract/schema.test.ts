@@ -50,6 +50,7 @@ const EXPECTED = {
     status_changed_at: 'nullable',
     status_changed_by: 'nullable',
     last_used_at: 'nullable',
+    requested: 'not null',
   },
   client_metadata_documents: {
     client_id: 'not null',

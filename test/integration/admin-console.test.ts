@@ -190,6 +190,15 @@ describe('lockout with backoff', () => {
 });
 
 describe('actions do what they say', () => {
+  test('the client page shows what it asked for and pre-selects it', async () => {
+    const asking = await registerClient(app.issuer, { client_name: 'Asking Client', scope: 'files:write' });
+    const html = await (await admin.get(`/clients/${encodeURIComponent(asking.client_id)}`)).text();
+    expect(html).toMatch(/Scopes it asked for at registration<\/dt><dd><code>files:write<\/code>/);
+    expect(html).toMatch(/value="https:\/\/mcp\.example\.com files:write">[^<]*<code class="scope-name">files:write<\/code> <span class="tag">asked for<\/span>/);
+    // Not approved and never tried to authorize: the MCP server's default scopes are pre-selected.
+    expect(html).toMatch(/value="https:\/\/mcp\.example\.com files:read" checked/);
+  });
+
   test('the pending queue lists the client, and the navigation counts it', async () => {
     const html = await (await admin.get('/pending')).text();
     expect(html).toContain('Console Client');

@@ -72,13 +72,14 @@ describe('a client registered by DCR', () => {
     const response = await request(app.issuer)
       .post('/register')
       .set('User-Agent', 'ExampleAgent/1.0')
-      .send({ client_name: 'Pending Client', redirect_uris: ['http://127.0.0.1:53682/callback'], token_endpoint_auth_method: 'none' });
+      .send({ client_name: 'Pending Client', redirect_uris: ['http://127.0.0.1:53682/callback'], token_endpoint_auth_method: 'none', scope: 'files:read openid' });
     expect(response.status).toBe(201);
     client = response.body;
     const record = await app.clients.get(client.client_id);
     expect(record).toMatchObject({ status: 'pending', registrationMethod: 'dcr', userAgent: 'ExampleAgent/1.0', ceiling: {}, name: 'Pending Client' });
     expect(record!.sourceIp).toMatch(/127\.0\.0\.1/);
     expect(record!.createdAt).toBeInstanceOf(Date);
+    expect(record!.requested).toEqual({ '*': ['files:read', 'openid'] }); // what it asked for at registration
   });
 
   test('gets no code: the user sees who is waiting for approval and what it asked for', async () => {
@@ -88,6 +89,8 @@ describe('a client registered by DCR', () => {
     expect(html).toContain('Example MCP');
     expect(html).toContain('Change your files');
     expect(html).not.toContain('name="password"'); // no sign-in before approval
+    // The administrator sees what it asked for, at which MCP server.
+    expect((await app.clients.get(client.client_id))?.requested).toEqual({ '*': ['files:read', 'openid'], [RESOURCE]: ['files:read', 'files:write'] });
   });
 
   test('with prompt=none, the client is told access_denied at once, with iss and state', async () => {
