@@ -6,7 +6,7 @@
  * request whose Origin (or Sec-Fetch-Site) says it comes from another site is refused before
  * anything else runs. Failed sign-ins lock the account and the address out with backoff.
  */
-import { randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import Koa, { type Context, type Next } from 'koa';
 import Router from '@koa/router';
 import type { Logger } from 'pino';
@@ -15,7 +15,7 @@ import type { AuditLog } from '../audit/audit-log.ts';
 import type { ClientsService } from '../clients/clients.service.ts';
 import type { DB } from '../db/database.ts';
 import { FormBodyError, readForm } from '../http/form-body.ts';
-import { runInRequestContext } from '../http/request-context.ts';
+import { serveStylesheet, withRequestContext } from '../http/common.ts';
 import { securityHeaders } from '../http/security-headers.ts';
 import type { Views } from '../http/views.ts';
 import type { ResourcesService } from '../resources/resources.service.ts';
@@ -87,11 +87,7 @@ export function createAdminApp(deps: AdminAppDeps): Koa {
     if (secure) ctx.set('Strict-Transport-Security', 'max-age=31536000');
     await next();
   });
-  app.use((ctx, next) => {
-    const requestId = randomUUID();
-    ctx.set('X-Request-Id', requestId);
-    return runInRequestContext({ ip: ctx.ip, userAgent: ctx.get('user-agent').slice(0, 512) || undefined, requestId }, next);
-  });
+  app.use(withRequestContext);
 
   // Cross-origin state changes are refused outright (CSRF defence in depth, next to the tokens).
   app.use(async (ctx, next) => {
@@ -118,14 +114,9 @@ export function createAdminApp(deps: AdminAppDeps): Koa {
       ctx.status = 204;
       return;
     }
-    if (ctx.method === 'GET' && ctx.path === '/assets/gatehouse.css') {
-      ctx.type = 'text/css';
-      ctx.set('Cache-Control', 'public, max-age=3600');
-      ctx.body = deps.views.css;
-      return;
-    }
     await next();
   });
+  app.use(serveStylesheet(deps.views));
 
   const csrfMatches = (expected: string, given: string | null) => {
     if (!given || !expected) return false;

@@ -1,12 +1,11 @@
 /**
  * The public listener: the issuer (oidc-provider), the login and consent pages, and their assets.
  */
-import { randomUUID } from 'node:crypto';
 import Koa from 'koa';
 import type { Logger } from 'pino';
 import type Provider from 'oidc-provider';
 import { registrationCors } from '../http/cors.ts';
-import { runInRequestContext } from '../http/request-context.ts';
+import { serveStylesheet, withRequestContext } from '../http/common.ts';
 import { securityHeaders } from '../http/security-headers.ts';
 import type { Views } from '../http/views.ts';
 import { createInteractionRouter, type InteractionRoutesDeps } from '../interactions/interaction.routes.ts';
@@ -41,21 +40,9 @@ export function createPublicApp(deps: PublicAppDeps): Koa {
     }
   });
   app.use(securityHeaders);
-  app.use((ctx, next) => {
-    const requestId = randomUUID();
-    ctx.set('X-Request-Id', requestId);
-    return runInRequestContext({ ip: ctx.ip, userAgent: ctx.get('user-agent').slice(0, 512) || undefined, requestId }, next);
-  });
+  app.use(withRequestContext);
 
-  app.use(async (ctx, next) => {
-    if (ctx.method === 'GET' && ctx.path === '/assets/gatehouse.css') {
-      ctx.type = 'text/css';
-      ctx.set('Cache-Control', 'public, max-age=3600');
-      ctx.body = deps.views.css;
-      return;
-    }
-    await next();
-  });
+  app.use(serveStylesheet(deps.views));
 
   const router = createInteractionRouter(deps);
   app.use(router.routes());

@@ -13,14 +13,14 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { auth, type OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.js';
+import { auth } from '@modelcontextprotocol/sdk/client/auth.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import type { OAuthClientInformationMixed, OAuthClientMetadata, OAuthTokens } from '@modelcontextprotocol/sdk/shared/auth.js';
 import { decodeJwt } from 'jose';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startTestApp, TEST_PASSWORD, type TestApp } from '../support/app.ts';
 import { ADMIN_EMAIL, ADMIN_PASSWORD, createAdmin } from '../support/admin.ts';
+import { InMemoryOAuthProvider } from '../support/mcp-client.ts';
 import { startMcpServer, WHOAMI_TOOL, type TestMcpServer, type WhoAmI } from '../support/mcp-server.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -64,57 +64,9 @@ async function startLoopbackReceiver(): Promise<LoopbackReceiver> {
 }
 
 /** An OAuthClientProvider whose "redirect to authorization" only records the URL: the test opens it in Chromium. */
-class BrowserProvider implements OAuthClientProvider {
-  client: OAuthClientInformationMixed | undefined;
-  storedTokens: OAuthTokens | undefined;
-  verifier: string | undefined;
-  lastState: string | undefined;
-  authorizationUrls: URL[] = [];
-
-  constructor(private readonly redirectUri: string) {}
-
-  get redirectUrl(): string {
-    return this.redirectUri;
-  }
-
-  get clientMetadata(): OAuthClientMetadata {
-    return {
-      client_name: CLIENT_NAME,
-      redirect_uris: [this.redirectUri],
-      grant_types: ['authorization_code', 'refresh_token'],
-      response_types: ['code'],
-      token_endpoint_auth_method: 'none',
-    };
-  }
-
-  state(): string {
-    this.lastState = crypto.randomUUID();
-    return this.lastState;
-  }
-
-  clientInformation() {
-    return this.client;
-  }
-
-  saveClientInformation(info: OAuthClientInformationMixed): void {
-    this.client = info;
-  }
-
-  tokens() {
-    return this.storedTokens;
-  }
-
-  saveTokens(tokens: OAuthTokens): void {
-    this.storedTokens = tokens;
-  }
-
-  saveCodeVerifier(verifier: string): void {
-    this.verifier = verifier;
-  }
-
-  codeVerifier(): string {
-    if (!this.verifier) throw new Error('no code verifier saved');
-    return this.verifier;
+class BrowserProvider extends InMemoryOAuthProvider {
+  constructor(redirectUri: string) {
+    super(redirectUri, CLIENT_NAME);
   }
 
   redirectToAuthorization(authorizationUrl: URL): void {

@@ -7,11 +7,11 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { auth, type OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import type { OAuthClientInformationMixed, OAuthClientMetadata, OAuthTokens } from '@modelcontextprotocol/sdk/shared/auth.js';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { seed, startTestApp, TEST_PASSWORD, type TestApp } from '../support/app.ts';
 import { registerMcpResource, startMcpServer, WHOAMI_TOOL, type TestMcpServer, type WhoAmI } from '../support/mcp-server.ts';
+import { InMemoryOAuthProvider } from '../support/mcp-client.ts';
 import { authorizeInBrowser, obtainTokens, REDIRECT_URI, tokenRequest } from '../support/oauth.ts';
 
 const SCOPE = 'mcp:tools';
@@ -22,67 +22,12 @@ const EMAIL = 'sdk-user@example.com';
  * consent) and keeps the authorization code, checking `state` and the RFC 9207 `iss` parameter,
  * which the SDK itself does not check.
  */
-class HeadlessProvider implements OAuthClientProvider {
-  client: OAuthClientInformationMixed | undefined;
-  storedTokens: OAuthTokens | undefined;
-  verifier: string | undefined;
-  lastState: string | undefined;
-  authorizationUrls: URL[] = [];
+class HeadlessProvider extends InMemoryOAuthProvider {
   callbacks: URL[] = [];
   code: string | undefined;
-  invalidated: string[] = [];
 
-  constructor(private readonly issuer: string) {}
-
-  get redirectUrl(): string {
-    return REDIRECT_URI;
-  }
-
-  get clientMetadata(): OAuthClientMetadata {
-    return {
-      client_name: 'Gatehouse e2e (MCP SDK)',
-      redirect_uris: [REDIRECT_URI],
-      grant_types: ['authorization_code', 'refresh_token'],
-      response_types: ['code'],
-      token_endpoint_auth_method: 'none',
-    };
-  }
-
-  state(): string {
-    this.lastState = crypto.randomUUID();
-    return this.lastState;
-  }
-
-  clientInformation() {
-    return this.client;
-  }
-
-  saveClientInformation(info: OAuthClientInformationMixed): void {
-    this.client = info;
-  }
-
-  tokens() {
-    return this.storedTokens;
-  }
-
-  saveTokens(tokens: OAuthTokens): void {
-    this.storedTokens = tokens;
-  }
-
-  saveCodeVerifier(verifier: string): void {
-    this.verifier = verifier;
-  }
-
-  codeVerifier(): string {
-    if (!this.verifier) throw new Error('no code verifier saved');
-    return this.verifier;
-  }
-
-  invalidateCredentials(scope: 'all' | 'client' | 'tokens' | 'verifier' | 'discovery'): void {
-    this.invalidated.push(scope);
-    if (scope === 'all' || scope === 'client') this.client = undefined;
-    if (scope === 'all' || scope === 'tokens') this.storedTokens = undefined;
-    if (scope === 'all' || scope === 'verifier') this.verifier = undefined;
+  constructor(private readonly issuer: string) {
+    super(REDIRECT_URI, 'Gatehouse e2e (MCP SDK)');
   }
 
   async redirectToAuthorization(authorizationUrl: URL): Promise<void> {
