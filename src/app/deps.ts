@@ -7,6 +7,7 @@ import type { KoaContextWithOIDC } from 'oidc-provider';
 import { createAccountsService } from '../accounts/accounts.service.ts';
 import { createAdminApp } from '../admin/admin-app.ts';
 import { createAuditLog } from '../audit/audit-log.ts';
+import { createAuditSink, type AuditSink } from '../audit/audit-sink.ts';
 import { createClientPolicyLookup } from '../clients/client-policy.ts';
 import { createClientsRepository } from '../clients/clients.repository.ts';
 import { createClientsService } from '../clients/clients.service.ts';
@@ -40,6 +41,8 @@ const DOCUMENT_CACHE = { min: 60, max: 86400 };
 export interface TestOnlyOptions {
   /** Trust a local https server (its CA, loopback addresses) for metadata documents. Tests only. */
   documentFetchTrust?: FetchTrust;
+  /** Capture audit lines in memory. */
+  auditSink?: AuditSink;
 }
 
 export async function buildApp(config: Config, database: DatabaseHandle, logger: Logger, testOnly: TestOnlyOptions = {}) {
@@ -64,7 +67,7 @@ export async function buildApp(config: Config, database: DatabaseHandle, logger:
           fetchLimit: { perMinute: config.documentFetchesPerHost, limiter: createRateLimiter(db) },
         })
       : undefined;
-  const audit = createAuditLog({ db, logger });
+  const audit = createAuditLog({ db, logger, sink: testOnly.auditSink ?? createAuditSink(config.auditSink) });
   const clientsRepository = createClientsRepository(db);
   const clients = createClientsService({ db, resources, audit });
   const provider = createProvider({

@@ -6,7 +6,8 @@
  */
 import type { Logger } from 'pino';
 import type { DB } from '../db/database.ts';
-import { current } from '../db/unit-of-work.ts';
+import { current, onCommit } from '../db/unit-of-work.ts';
+import type { AuditSink } from './audit-sink.ts';
 import { requestContext } from '../http/request-context.ts';
 
 export const AUDIT_EVENTS = [
@@ -62,11 +63,11 @@ export interface AuditRecord extends Required<Omit<AuditEvent, 'details'>> {
   details: Record<string, unknown>;
 }
 
-export function createAuditLog(deps: { db: DB; logger?: Logger | undefined }) {
+export function createAuditLog(deps: { db: DB; logger?: Logger | undefined; sink?: AuditSink | undefined }) {
   return {
     async record(event: AuditEvent): Promise<void> {
       const context = requestContext();
-      await current(deps.db)
+      const row = await current(deps.db)
         .insertInto('audit_events')
         .values({
           event: event.event,
@@ -79,7 +80,28 @@ export function createAuditLog(deps: { db: DB; logger?: Logger | undefined }) {
           request_id: context?.requestId ?? null,
           details: JSON.stringify(event.details ?? {}),
         })
-        .execute();
+        .returning(['id', 'occurred_at', 'hash'])
+        .executeTakeFirstOrThrow();
+      const { sink } = deps;
+      if (sink) {
+        // Only what was committed reaches the SIEM (docs/audit-events.md lists the fields).
+        const line = {
+          type: 'gatehouse.audit',
+          id: String(row.id),
+          occurred_at: row.occurred_at.toISOString(),
+          event: event.event,
+          actor: event.actor ?? null,
+          client_id: event.clientId ?? null,
+          account_id: event.accountId ?? null,
+          resource: event.resource ?? null,
+          source_ip: context?.ip ?? null,
+          user_agent: context?.userAgent ?? null,
+          request_id: context?.requestId ?? null,
+          details: event.details ?? {},
+          hash: row.hash,
+        };
+        onCommit(() => sink.write(line));
+      }
       deps.logger?.info({ audit: event.event, client_id: event.clientId, account_id: event.accountId, request_id: context?.requestId }, event.event);
     },
 

@@ -21,6 +21,7 @@ import {
   type UpdateResourceInput,
 } from '../resources/resources.service.ts';
 import { userInfo } from 'node:os';
+import { verifyAuditChain } from '../audit/audit-chain.ts';
 import { createAuditLog } from '../audit/audit-log.ts';
 import type { ClientRecord } from '../clients/clients.repository.ts';
 import { ClientInputError, ClientNotFoundError, createClientsService } from '../clients/clients.service.ts';
@@ -37,6 +38,7 @@ const USAGE = `Usage: gatehouse <command>
   user disable EMAIL            block sign-in and every refresh token of the user; sign
                                 their browsers out
   user enable EMAIL             let a disabled user sign in again; their connections work again
+  audit verify                  check the audit trail's hash chain; exit 3 if it was tampered with
   admin create EMAIL            create an administrator (console sign-in); the password is
                                 prompted for, or read from stdin
   resource add URI --name NAME --scope NAME=DESCRIPTION [--scope …]
@@ -124,6 +126,20 @@ async function serve(config: Config) {
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+async function auditCommand(config: Config, args: string[]): Promise<number> {
+  if (args[0] !== 'verify' || args.length > 1) throw new UsageError('usage: gatehouse audit verify');
+  return withDatabase(config, async ({ db }) => {
+    const report = await verifyAuditChain(db);
+    if (report.problems.length === 0) {
+      process.stdout.write(`The audit trail is intact: ${report.events} events, chain head ${report.lastHash ?? '(empty)'}.\n`);
+      return 0;
+    }
+    process.stderr.write(`gatehouse: the audit trail was tampered with (${report.events} events checked):\n`);
+    for (const p of report.problems) process.stderr.write(`  - event ${p.id}: ${p.problem}\n`);
+    return 3;
+  });
 }
 
 async function adminCommand(config: Config, args: string[]) {
@@ -462,6 +478,8 @@ async function main(argv: string[]): Promise<number> {
     case 'admin':
       await adminCommand(config, rest);
       return 0;
+    case 'audit':
+      return auditCommand(config, rest);
     case 'connection':
       await connectionCommand(config, rest);
       return 0;

@@ -192,6 +192,13 @@ export const settings = {
     default: '30',
     schema: int(1, 10000),
   },
+  auditSink: {
+    env: 'GATEHOUSE_AUDIT_SINK',
+    description:
+      'Where audit events also stream as JSON lines for a SIEM: `off`, `stdout`, or a file path (appended). Fields: docs/audit-events.md.',
+    default: 'off',
+    schema: z.string().min(1),
+  },
   logLevel: {
     env: 'GATEHOUSE_LOG_LEVEL',
     description: 'Log level: fatal, error, warn, info, debug, trace or silent.',

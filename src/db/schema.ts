@@ -88,6 +88,9 @@ export interface AuditEventsTable {
   user_agent: string | null;
   request_id: string | null;
   details: ColumnType<Record<string, unknown>, string | undefined, never>;
+  /** Set by the chain trigger (migration 0005). */
+  prev_hash: ColumnType<string | null, never, never>;
+  hash: ColumnType<string | null, never, never>;
 }
 
 export interface AdminSessionsTable {

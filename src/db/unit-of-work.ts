@@ -6,14 +6,16 @@
  * §4.14.2 asks for reuse detection, not for burning tokens on server faults).
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { Transaction } from 'kysely';
+import type { ControlledTransaction } from 'kysely';
 import type { DB } from './database.ts';
 import type { Database } from './schema.ts';
 
 export interface UnitOfWork {
-  trx: Transaction<Database>;
+  trx: ControlledTransaction<Database>;
   /** Set when something was revoked (reuse detection): that must be kept even if the request fails. */
   revoked: boolean;
+  /** Run after a successful commit (e.g. streaming audit events): never for rolled-back work. */
+  afterCommit: Array<() => void>;
 }
 
 const storage = new AsyncLocalStorage<UnitOfWork>();
@@ -34,18 +36,36 @@ export function currentUnitOfWork(): UnitOfWork | undefined {
 export async function inUnitOfWork<T>(db: DB, work: () => Promise<T>, succeeded: (result: T) => boolean): Promise<T> {
   if (storage.getStore()) return work();
   const trx = await db.startTransaction().execute();
-  const uow: UnitOfWork = { trx, revoked: false };
+  const uow: UnitOfWork = { trx, revoked: false, afterCommit: [] };
   let result: T;
   try {
     result = await storage.run(uow, work);
   } catch (err) {
-    if (uow.revoked) await trx.commit().execute();
+    if (uow.revoked) await commit(uow);
     else await trx.rollback().execute();
     throw err;
   }
-  if (succeeded(result) || uow.revoked) await trx.commit().execute();
+  if (succeeded(result) || uow.revoked) await commit(uow);
   else await trx.rollback().execute();
   return result;
+}
+
+async function commit(uow: UnitOfWork): Promise<void> {
+  await uow.trx.commit().execute();
+  for (const hook of uow.afterCommit) {
+    try {
+      hook();
+    } catch {
+      // A hook's failure must not turn a committed request into an error.
+    }
+  }
+}
+
+/** Runs `hook` once the current transaction commits, or now when there is none. */
+export function onCommit(hook: () => void): void {
+  const uow = storage.getStore();
+  if (uow) uow.afterCommit.push(hook);
+  else hook();
 }
 
 /** Runs `work` in one transaction: all of it, or (when it throws) none of it. */

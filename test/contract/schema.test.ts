@@ -89,6 +89,8 @@ const EXPECTED = {
     user_agent: 'nullable',
     request_id: 'nullable',
     details: 'not null',
+    prev_hash: 'nullable',
+    hash: 'nullable',
   },
   admin_sessions: {
     id: 'not null',

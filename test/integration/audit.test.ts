@@ -4,9 +4,11 @@
  */
 import { sql } from 'kysely';
 import request from 'supertest';
-import { afterAll, beforeAll, expect, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { verifyAuditChain } from '../../src/audit/audit-chain.ts';
+import { inTransaction } from '../../src/db/unit-of-work.ts';
 import { seed, startTestApp, TEST_PASSWORD, type TestApp } from '../support/app.ts';
-import { authorizationUrl, authorizeForCode, authorizeInBrowser, exchangeCode, pkcePair, tokenRequest } from '../support/oauth.ts';
+import { authorizationUrl, authorizeForCode, authorizeInBrowser, exchangeCode, pkcePair, registerClient, tokenRequest } from '../support/oauth.ts';
 
 const RESOURCE = 'https://mcp.example.com';
 let app: TestApp;
@@ -95,4 +97,69 @@ test('listing is newest first and filterable', async () => {
   const refreshes = await app.audit.list({ event: 'token.refreshed' });
   expect(refreshes.length).toBeGreaterThan(0);
   expect(refreshes.every((e) => e.event === 'token.refreshed')).toBe(true);
+});
+
+describe('the hash chain', () => {
+  test('every row points at the one before it, and the chain verifies', async () => {
+    const rows = await app.db.selectFrom('audit_events').select(['id', 'prev_hash', 'hash']).orderBy('id').execute();
+    expect(rows.length).toBeGreaterThan(5);
+    expect(rows[0]!.prev_hash).toBe('genesis');
+    for (let i = 1; i < rows.length; i++) expect(rows[i]!.prev_hash).toBe(rows[i - 1]!.hash);
+    for (const row of rows) expect(row.hash).toMatch(/^[0-9a-f]{64}$/);
+    const report = await verifyAuditChain(app.db);
+    expect(report).toEqual({ events: rows.length, lastHash: rows.at(-1)!.hash, problems: [] });
+  });
+
+  test('concurrent writers from separate transactions still make one unbroken chain', async () => {
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) => inTransaction(app.db, () => app.audit.record({ event: 'admin.signed_out', actor: `admin:concurrent-${i}` }))),
+    );
+    expect((await verifyAuditChain(app.db)).problems).toEqual([]);
+  });
+
+  test('an edited, a removed and a reordered row are each detected', async () => {
+    const tampered = await startTestApp();
+    try {
+      for (let i = 0; i < 5; i++) await tampered.audit.record({ event: 'admin.signed_out', actor: `admin:${i}` });
+      const ids = (await tampered.db.selectFrom('audit_events').select('id').orderBy('id').execute()).map((r) => String(r.id));
+      // Someone with the database's owner rights goes around the append-only trigger.
+      await sql`ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update_or_delete`.execute(tampered.db);
+      await sql`UPDATE audit_events SET actor = 'admin:someone-else' WHERE id = ${ids[1]}::bigint`.execute(tampered.db);
+      await sql`DELETE FROM audit_events WHERE id = ${ids[3]}::bigint`.execute(tampered.db);
+      await sql`ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_update_or_delete`.execute(tampered.db);
+      const report = await verifyAuditChain(tampered.db);
+      expect(report.problems).toEqual([
+        { id: ids[1], problem: expect.stringMatching(/content does not match its hash: the row was edited/) },
+        { id: ids[4], problem: expect.stringMatching(/prev_hash does not match the row before it: a row was removed/) },
+      ]);
+    } finally {
+      await tampered.close();
+    }
+  });
+});
+
+test('committed events stream as JSON lines with the documented fields; rolled-back work never does', async () => {
+  const lines: Array<Record<string, unknown>> = [];
+  const streaming = await startTestApp({ env: { GATEHOUSE_CLIENT_APPROVAL: 'automatic' }, testOnly: { auditSink: { write: (e) => void lines.push(e), close: async () => {} } } });
+  try {
+    await seed(streaming, { uri: RESOURCE });
+    const client = await registerClient(streaming.issuer);
+    const { code, verifier } = await authorizeForCode(streaming.issuer, client, { resource: RESOURCE });
+    // A token request that fails (wrong verifier) rolls back: no event, no line.
+    expect((await exchangeCode(streaming.issuer, client, code, `${verifier}x`, RESOURCE)).status).toBe(400);
+    const tokens = await exchangeCode(streaming.issuer, client, code, verifier, RESOURCE);
+    expect(tokens.status).toBe(200);
+    expect(lines.map((l) => l.event)).toEqual(['client.registered', 'user.sign_in_succeeded', 'consent.granted', 'token.issued']);
+    const rows = await streaming.db.selectFrom('audit_events').select(['id', 'hash', 'event']).orderBy('id').execute();
+    expect(lines.map((l) => [l.id, l.hash])).toEqual(rows.map((r) => [String(r.id), r.hash]));
+    const issued = lines.at(-1)!;
+    expect(Object.keys(issued).sort()).toEqual(
+      ['type', 'id', 'occurred_at', 'event', 'actor', 'client_id', 'account_id', 'resource', 'source_ip', 'user_agent', 'request_id', 'details', 'hash'].sort(),
+    );
+    expect(issued).toMatchObject({ type: 'gatehouse.audit', client_id: client.client_id, resource: RESOURCE });
+    expect(JSON.stringify(lines)).not.toContain(tokens.body.refresh_token);
+    expect(JSON.stringify(lines)).not.toContain(code);
+  } finally {
+    await streaming.close();
+  }
 });

@@ -382,6 +382,21 @@ describe('with PostgreSQL', () => {
     expect(byEvent['grant.revoked']).toMatchObject({ account_id: bob!.id, details: { grant_id: 'cli-grant-1', revoked_rows: 2 } });
   });
 
+  test('audit verify: 0 while the chain is intact, 3 naming the row once one was edited', async () => {
+    const intact = await gatehouse(['audit', 'verify'], { env });
+    expect(intact.stderr).toBe('');
+    expect(intact.code).toBe(0);
+    expect(intact.stdout).toMatch(/The audit trail is intact: \d+ events, chain head [0-9a-f]{64}\./);
+    const [row] = await query<{ id: string }>('select id::text from audit_events order by id limit 1');
+    await query('alter table audit_events disable trigger audit_events_no_update_or_delete');
+    await query(`update audit_events set details = '{"forged": true}' where id = $1`, [row!.id]);
+    await query('alter table audit_events enable trigger audit_events_no_update_or_delete');
+    const broken = await gatehouse(['audit', 'verify'], { env });
+    expect(broken.code).toBe(3);
+    expect(broken.stderr).toMatch(/^gatehouse: the audit trail was tampered with/);
+    expect(broken.stderr).toContain(`event ${row!.id}: its content does not match its hash`);
+  });
+
   test('an unknown command exits 2 with the usage', async () => {
     const r = await gatehouse(['frobnicate'], { env });
     expect(r.code).toBe(2);
