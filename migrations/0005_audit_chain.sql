@@ -24,3 +24,7 @@ BEGIN
 END;
 $$;
 CREATE TRIGGER audit_events_chain BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION audit_events_chain();
+
+-- Client secrets are stored as SHA-256 digests (they are 32+ random bytes that Gatehouse generates,
+-- so a fast hash is enough); the encrypted column stays only for secrets stored before this.
+ALTER TABLE clients ADD COLUMN client_secret_hash text;

@@ -27,6 +27,8 @@ export interface ClientsTable {
   client_id: string;
   metadata: Json<Record<string, unknown>>;
   client_secret_enc: string | null;
+  /** SHA-256 (hex) of the client secret; see migration 0005. */
+  client_secret_hash: ColumnType<string | null, string | null | undefined, string | null>;
   created_at: Generated<Date>;
   updated_at: Generated<Date>;
   status: ColumnType<ClientStatus, ClientStatus | undefined, ClientStatus>;

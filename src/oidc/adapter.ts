@@ -7,9 +7,10 @@
  *   other gets `invalid_grant` (RFC 9700 §4.14.2, OAuth 2.1 §4.1.3 single use).
  * - `find` reports consumed rows as `consumed` (oidc-provider's reuse detection relies on it) and
  *   never returns expired rows.
- * - Clients live in their own table, their secret encrypted under the key-encryption key.
+ * - Clients live in their own table. A client secret is stored as its SHA-256 digest only; the
+ *   provider compares presented secrets against it (see `installHashedClientSecrets`).
  */
-import { createHash } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { sql } from 'kysely';
 import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 import type { DB } from '../db/database.ts';
@@ -34,6 +35,30 @@ export const HASHED_MODELS = new Set([
   'BackchannelAuthenticationRequest',
   'PushedAuthorizationRequest',
 ]);
+
+/** How a stored client secret digest is handed to oidc-provider as the client's `client_secret`. */
+export const SECRET_DIGEST_PREFIX = 'sha256:';
+export const hashClientSecret = (secret: string) => createHash('sha256').update(secret).digest('hex');
+const isSecretDigest = (value: string) => value.startsWith(SECRET_DIGEST_PREFIX) && /^[0-9a-f]{64}$/.test(value.slice(SECRET_DIGEST_PREFIX.length));
+
+/**
+ * oidc-provider compares a presented secret with the stored one in clear (`compareClientSecret`).
+ * With digests stored, compare digests instead, in constant time. Only this provider's Client
+ * class is changed. (Symmetric client keys derived from the secret — client_secret_jwt, HS* —
+ * are not enabled in this profile, so nothing else reads the secret.)
+ */
+export function installHashedClientSecrets(ClientClass: { prototype: object }): void {
+  Object.defineProperty(ClientClass.prototype, 'compareClientSecret', {
+    configurable: true,
+    value(this: { clientSecret?: string }, actual: unknown) {
+      const stored = this.clientSecret;
+      if (typeof stored !== 'string' || typeof actual !== 'string') return false;
+      const expected = Buffer.from(isSecretDigest(stored) ? stored.slice(SECRET_DIGEST_PREFIX.length) : hashClientSecret(stored));
+      const given = Buffer.from(hashClientSecret(actual));
+      return expected.length === given.length && timingSafeEqual(expected, given);
+    },
+  });
+}
 
 export function digestId(id: string): string {
   return createHash('sha256').update(id).digest('base64url');
@@ -178,7 +203,8 @@ class ClientAdapter implements Adapter {
   /** Dynamic registration (RFC 7591) and its updates. A new client is recorded with who registered it, pending unless trusted. */
   async upsert(id: string, payload: AdapterPayload): Promise<void> {
     const { client_secret: secret, ...metadata } = payload as AdapterPayload & { client_secret?: string };
-    const secretEnc = typeof secret === 'string' ? this.deps.secretBox.encrypt(secret, `client-secret:${id}`) : null;
+    // A secret the adapter handed out is already a digest (an update of a stored client): keep it.
+    const secretHash = typeof secret === 'string' ? (isSecretDigest(secret) ? secret.slice(SECRET_DIGEST_PREFIX.length) : hashClientSecret(secret)) : null;
     const decision = await this.#trust.decide({ method: 'dcr', clientId: id });
     const who = arrival();
     await current(this.deps.db)
@@ -186,7 +212,7 @@ class ClientAdapter implements Adapter {
       .values({
         client_id: id,
         metadata: JSON.stringify(metadata),
-        client_secret_enc: secretEnc,
+        client_secret_hash: secretHash,
         registration_method: 'dcr',
         status: decision.status,
         ceiling: decision.ceiling === null ? null : JSON.stringify(decision.ceiling),
@@ -197,7 +223,8 @@ class ClientAdapter implements Adapter {
       .onConflict((oc) =>
         oc.column('client_id').doUpdateSet({
           metadata: JSON.stringify(metadata),
-          client_secret_enc: secretEnc,
+          client_secret_hash: secretHash,
+          client_secret_enc: null,
           updated_at: sql<Date>`now()`,
         }),
       )
@@ -209,13 +236,14 @@ class ClientAdapter implements Adapter {
     if (looksLikeClientIdUrl(id)) return this.#findByDocument(id);
     const row = await current(this.deps.db)
       .selectFrom('clients')
-      .select(['metadata', 'client_secret_enc', 'status', 'ceiling', 'registration_method'])
+      .select(['metadata', 'client_secret_enc', 'client_secret_hash', 'status', 'ceiling', 'registration_method'])
       .where('client_id', '=', id)
       .executeTakeFirst();
     if (!row || row.registration_method !== 'dcr') return undefined;
     rememberClientPolicy(id, { status: row.status, ceiling: row.ceiling });
     const payload = { ...row.metadata } as AdapterPayload & { client_secret?: string };
-    if (row.client_secret_enc) payload.client_secret = this.deps.secretBox.decrypt(row.client_secret_enc, `client-secret:${id}`);
+    if (row.client_secret_hash) payload.client_secret = `${SECRET_DIGEST_PREFIX}${row.client_secret_hash}`;
+    else if (row.client_secret_enc) payload.client_secret = this.deps.secretBox.decrypt(row.client_secret_enc, `client-secret:${id}`); // stored before 0005
     return payload;
   }
 

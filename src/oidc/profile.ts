@@ -17,7 +17,7 @@ import { currentUnitOfWork, inUnitOfWork } from '../db/unit-of-work.ts';
 import type { KeyMaterial } from '../keys/keys.service.ts';
 import type { SecretBox } from '../keys/secret-box.ts';
 import type { ResourcesService } from '../resources/resources.service.ts';
-import { createAdapterFactory } from './adapter.ts';
+import { createAdapterFactory, installHashedClientSecrets } from './adapter.ts';
 import { createGrantsRepository } from './grants.repository.ts';
 import { createResourceIndicatorsFeature, installResourceCanonicalization } from './resource-indicators.ts';
 
@@ -237,6 +237,7 @@ export function createProvider(deps: ProviderDeps): Provider {
   const provider = new Provider(config.issuer, configuration);
   provider.proxy = config.trustProxy;
   installResourceCanonicalization(provider);
+  installHashedClientSecrets(provider.Client);
 
   // Endpoint URLs in metadata and redirects are built from the request's Host; pin them to the
   // issuer so a forged Host header can never make Gatehouse advertise someone else's endpoints.

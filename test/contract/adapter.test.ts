@@ -2,7 +2,7 @@
  * The contract of the oidc-provider adapter (src/oidc/adapter.ts) against a real database:
  * PostgreSQL, or PGlite with GATEHOUSE_TEST_DB=pglite.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -529,7 +529,7 @@ describe('Client', () => {
     expect(await adapterFor('Client').find(id)).toEqual(payload);
   });
 
-  test('the client secret is stored encrypted and returned decrypted', async () => {
+  test('the client secret is stored only as its SHA-256 digest, handed back as sha256:<digest>', async () => {
     const id = newId();
     const secret = randomBytes(32).toString('base64url');
     const payload = client(id, { client_secret: secret, client_secret_expires_at: 0 });
@@ -537,19 +537,22 @@ describe('Client', () => {
 
     const row = await clientRow(id);
     expect(row).toBeDefined();
-    expect(row!.client_secret_enc).toEqual(expect.any(String));
-    expect(row!.client_secret_enc).not.toContain(secret);
-    expect(row!.metadata_text).not.toContain(secret);
+    expect(row!.client_secret_hash).toBe(createHash('sha256').update(secret).digest('hex'));
+    expect(row!.client_secret_enc).toBeNull();
     expect(row!.metadata).not.toHaveProperty('client_secret');
     expect(JSON.stringify(row)).not.toContain(secret);
 
-    expect(await adapterFor('Client').find(id)).toEqual(payload);
+    const found = await adapterFor('Client').find(id);
+    expect(found).toEqual({ ...payload, client_secret: `sha256:${row!.client_secret_hash}` });
+    // Saving what find returned (oidc-provider updating a client) keeps the same digest.
+    await adapterFor('Client').upsert(id, found!);
+    expect((await clientRow(id))!.client_secret_hash).toBe(row!.client_secret_hash);
   });
 
-  test('a client without a secret has no client_secret_enc', async () => {
+  test('a client without a secret has no digest', async () => {
     const id = newId();
     await adapterFor('Client').upsert(id, client(id, { token_endpoint_auth_method: 'none' }));
-    expect((await clientRow(id))?.client_secret_enc).toBeNull();
+    expect((await clientRow(id))?.client_secret_hash).toBeNull();
     expect(await adapterFor('Client').find(id)).not.toHaveProperty('client_secret');
   });
 
@@ -558,7 +561,7 @@ describe('Client', () => {
     await adapterFor('Client').upsert(id, client(id, { client_secret: 'first-secret-value' }));
     const updated = client(id, { client_name: 'Renamed', client_secret: 'second-secret-value' });
     await adapterFor('Client').upsert(id, updated);
-    expect(await adapterFor('Client').find(id)).toEqual(updated);
+    expect(await adapterFor('Client').find(id)).toEqual({ ...updated, client_secret: `sha256:${createHash('sha256').update('second-secret-value').digest('hex')}` });
     const count = await database.db
       .selectFrom('clients')
       .select((eb) => eb.fn.countAll<string>().as('n'))
@@ -567,11 +570,14 @@ describe('Client', () => {
     expect(Number(count.n)).toBe(1);
   });
 
-  test('an encrypted secret moved to another client does not decrypt', async () => {
+  test('a secret encrypted before digests (migration 0005) still works, and cannot be moved to another client', async () => {
     const a = newId();
     const b = newId();
-    await adapterFor('Client').upsert(a, client(a, { client_secret: 'secret-of-a' }));
-    await adapterFor('Client').upsert(b, client(b, { client_secret: 'secret-of-b' }));
+    const box = createSecretBox(Buffer.alloc(32, 7));
+    await adapterFor('Client').upsert(a, client(a, { token_endpoint_auth_method: 'none' }));
+    await adapterFor('Client').upsert(b, client(b, { token_endpoint_auth_method: 'none' }));
+    await database.db.updateTable('clients').set({ client_secret_enc: box.encrypt('legacy-secret', `client-secret:${a}`) }).where('client_id', '=', a).execute();
+    expect((await adapterFor('Client').find(a))?.client_secret).toBe('legacy-secret');
     const aRow = await clientRow(a);
     await database.db.updateTable('clients').set({ client_secret_enc: aRow!.client_secret_enc }).where('client_id', '=', b).execute();
     await expect(adapterFor('Client').find(b)).rejects.toThrow();
@@ -588,9 +594,10 @@ describe('Client', () => {
   });
 
   test('a metadata-document client recorded in the table is not served as a registered client', async () => {
-    const id = 'https://client.example.com/metadata.json';
-    await database.db.insertInto('clients').values({ client_id: `${id}#not-a-url`, metadata: JSON.stringify(client(id)), registration_method: 'cimd' }).execute();
-    expect(await adapterFor('Client').find(`${id}#not-a-url`)).toBeUndefined();
+    // Only the document path may serve it (URL ids never reach this lookup); a row marked cimd is not a DCR client.
+    const id = newId();
+    await database.db.insertInto('clients').values({ client_id: id, metadata: JSON.stringify(client(id)), registration_method: 'cimd' }).execute();
+    expect(await adapterFor('Client').find(id)).toBeUndefined();
   });
 
   test('find of an unknown client returns undefined', async () => {

@@ -38,6 +38,7 @@ const EXPECTED = {
     client_id: 'not null',
     metadata: 'not null',
     client_secret_enc: 'nullable',
+    client_secret_hash: 'nullable',
     created_at: 'not null',
     updated_at: 'not null',
     status: 'not null',

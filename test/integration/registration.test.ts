@@ -2,7 +2,7 @@
  * Dynamic client registration (RFC 7591) at POST /register, over real HTTP with a real database:
  * what MCP clients send, what Gatehouse must refuse, and that refusals store nothing.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { seed, startTestApp, type TestApp } from '../support/app.ts';
@@ -84,7 +84,7 @@ describe('accepted registrations', () => {
     expect(response.body).not.toHaveProperty('client_secret');
     expect(response.body).not.toHaveProperty('client_secret_expires_at');
     const row = await app.db.selectFrom('clients').selectAll().where('client_id', '=', response.body.client_id).executeTakeFirst();
-    expect(row?.client_secret_enc).toBeNull();
+    expect(row?.client_secret_hash).toBeNull();
   });
 
   test('a client that leaves out token_endpoint_auth_method is public (the profile default): no secret', async () => {
@@ -93,11 +93,11 @@ describe('accepted registrations', () => {
     expect(response.body.token_endpoint_auth_method).toBe('none');
     expect(response.body).not.toHaveProperty('client_secret');
     const row = await app.db.selectFrom('clients').selectAll().where('client_id', '=', response.body.client_id).executeTakeFirst();
-    expect(row?.client_secret_enc).toBeNull();
+    expect(row?.client_secret_hash).toBeNull();
   });
 
   describe.each(['client_secret_basic', 'client_secret_post'] as const)('a confidential client with %s', (method) => {
-    test('gets a secret, stored only encrypted, which works at /token', async () => {
+    test('gets a secret, stored only as its SHA-256 digest, which works at /token', async () => {
       const response = await register({ client_name: `Confidential (${method})`, redirect_uris: [REDIRECT_URI], token_endpoint_auth_method: method });
       expect(response.status).toBe(201);
       expect(response.body.token_endpoint_auth_method).toBe(method);
@@ -107,11 +107,10 @@ describe('accepted registrations', () => {
       expect(secret.length).toBeGreaterThanOrEqual(32);
       expect(response.body.client_secret_expires_at).toBe(0);
 
-      // At rest: encrypted, never in clear anywhere in the row.
+      // At rest: only the digest, never the secret anywhere in the row.
       const row = await app.db.selectFrom('clients').selectAll().where('client_id', '=', clientId).executeTakeFirstOrThrow();
-      expect(row.client_secret_enc).toBeTruthy();
-      expect(row.client_secret_enc).not.toContain(secret);
-      expect(row.client_secret_enc).not.toContain(Buffer.from(secret).toString('base64'));
+      expect(row.client_secret_hash).toBe(createHash('sha256').update(secret).digest('hex'));
+      expect(row.client_secret_enc).toBeNull();
       expect(JSON.stringify(row.metadata)).not.toContain(secret);
       expect(row.metadata).not.toHaveProperty('client_secret');
       expect(JSON.stringify(row)).not.toContain(secret);
