@@ -132,7 +132,7 @@ export const settings = {
   keyEncryptionKey: {
     env: 'GATEHOUSE_KEY_ENCRYPTION_KEY',
     description:
-      'Key that encrypts private signing keys, cookie keys and client secrets at rest: 32 bytes as 64 hex characters (generate one with `openssl rand -hex 32`). Required in production; in development a fixed development key is used with a warning.',
+      'Key that encrypts private signing keys and cookie keys at rest: 32 bytes as 64 hex characters (generate one with `openssl rand -hex 32`). Required in production; in development a fixed development key is used with a warning.',
     schema: z
       .string()
       .regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex characters: generate one with `openssl rand -hex 32`'),
