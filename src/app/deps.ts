@@ -12,6 +12,7 @@ import { createClientPolicyLookup } from '../clients/client-policy.ts';
 import { createClientsRepository } from '../clients/clients.repository.ts';
 import { createClientsService } from '../clients/clients.service.ts';
 import { createMetadataDocuments } from '../clients/metadata-documents.ts';
+import { createRegistrationGuard } from '../clients/registration-guard.ts';
 import { createTrustPolicy } from '../clients/trust-policy.ts';
 import { safeFetch, type FetchTrust } from '../clients/safe-fetch.ts';
 import type { Config } from '../config/config.ts';
@@ -74,6 +75,12 @@ export async function buildApp(config: Config, database: DatabaseHandle, logger:
     metadataDocuments,
     clients: clientsRepository,
     audit,
+    registrationGuard: createRegistrationGuard({
+      limiter: createRateLimiter(db),
+      clients: clientsRepository,
+      perHour: config.registrationsPerHour,
+      maxPending: config.maxPendingClients,
+    }),
     trustPolicy: createTrustPolicy({
       approval: config.clientApproval,
       trustedDocumentHosts: config.trustedDocumentHosts,

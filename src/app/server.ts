@@ -36,7 +36,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       if (pending.length) throw new Error(`the database has pending migrations (${pending.join(', ')}): run \`gatehouse migrate\``);
     }
 
-    const { app, adminApp } = await buildApp(config, database, logger);
+    const { app, adminApp, clients } = await buildApp(config, database, logger);
     const server = createServer(app.callback());
     server.keepAliveTimeout = 65_000;
     const adminServer = createServer(adminApp.callback());
@@ -64,6 +64,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         ? setInterval(() => {
             sweeping = sweepExpired(database.db)
               .then((n) => n && logger.debug({ event: 'db.swept', deleted: n }, 'deleted expired rows'))
+              .then(() => (config.pendingClientTtl > 0 ? clients.expireStalePending(config.pendingClientTtl) : []))
+              .then((expired) => expired.length && logger.info({ event: 'clients.expired', count: expired.length }, 'deleted never-approved clients'))
               .catch((err: unknown) => logger.warn({ err }, 'sweeping expired rows failed'));
           }, config.sweepInterval * 1000)
         : undefined;

@@ -19,6 +19,7 @@ export const AUDIT_EVENTS = [
   'client.rejected',
   'client.suspended',
   'client.returned_to_pending',
+  'client.expired',
   'resource.added',
   'resource.updated',
   'resource.removed',

@@ -111,6 +111,26 @@ export function createClientsRepository(db: DB) {
       return (await query.execute()).map((row) => toRecord(row as Row));
     },
 
+    async countPending(): Promise<number> {
+      const row = await current(db).selectFrom('clients').select((eb) => eb.fn.countAll<string>().as('n')).where('status', '=', 'pending').executeTakeFirstOrThrow();
+      return Number(row.n);
+    },
+
+    /**
+     * Deletes clients that arrived more than `seconds` ago and were never decided on (a client sent
+     * back to pending by a changed document has a decision and stays). Returns their ids.
+     */
+    async deleteStalePending(seconds: number): Promise<string[]> {
+      const rows = await current(db)
+        .deleteFrom('clients')
+        .where('status', '=', 'pending')
+        .where('status_changed_at', 'is', null)
+        .where('created_at', '<', sql<Date>`now() - make_interval(secs => ${seconds})`)
+        .returning('client_id')
+        .execute();
+      return rows.map((r) => r.client_id);
+    },
+
     async get(clientId: string): Promise<ClientRecord | undefined> {
       const row = await current(db).selectFrom('clients').select(COLUMNS).where('client_id', '=', clientId).executeTakeFirst();
       return row ? toRecord(row as Row) : undefined;

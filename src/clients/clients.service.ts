@@ -92,6 +92,17 @@ export function createClientsService(deps: { db: DB; resources: ResourcesService
       });
     },
 
+    /** Deletes never-decided pending clients older than `seconds` (GATEHOUSE_PENDING_CLIENT_TTL), each with an audit event. */
+    async expireStalePending(seconds: number): Promise<string[]> {
+      return inTransaction(deps.db, async () => {
+        const expired = await repo.deleteStalePending(seconds);
+        for (const clientId of expired) {
+          await deps.audit.record({ event: 'client.expired', actor: 'gatehouse', clientId, details: { pending_longer_than_seconds: seconds } });
+        }
+        return expired;
+      });
+    },
+
     reject: (clientId: string, by: string, reason: string | null = null) => decide(clientId, 'rejected', by, reason),
     suspend: (clientId: string, by: string, reason: string | null = null) => decide(clientId, 'suspended', by, reason),
   };

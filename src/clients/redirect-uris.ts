@@ -15,6 +15,10 @@ export const LOOPBACK_HOSTS = new Set(['127.0.0.1', '[::1]', 'localhost']);
 const FORBIDDEN_SCHEMES = new Set(['javascript:', 'vbscript:', 'data:', 'blob:', 'file:', 'about:', 'ws:', 'wss:', 'ftp:']);
 const SCHEME = /^[a-z][a-z0-9+.-]*:/i;
 export const MAX_REDIRECT_URI_LENGTH = 2000;
+/** Registration limits (issue 4 §3): enough for every real client, small enough to store and show. */
+export const MAX_REDIRECT_URIS = 10;
+export const MAX_CLIENT_NAME_LENGTH = 200;
+const OTHER_URI_FIELDS = ['client_uri', 'logo_uri', 'tos_uri', 'policy_uri', 'jwks_uri'];
 
 export function checkRedirectUri(uri: unknown): RedirectUriCheck {
   if (typeof uri !== 'string' || !uri) return { ok: false, reason: 'redirect_uris must contain strings' };
@@ -61,6 +65,19 @@ export function normalizeClientMetadata(metadata: Record<string, unknown>): Clie
   const uris = metadata.redirect_uris;
   if (uris !== undefined && !Array.isArray(uris)) {
     return { error: 'invalid_client_metadata', description: 'redirect_uris must be an array' };
+  }
+  if (Array.isArray(uris) && uris.length > MAX_REDIRECT_URIS) {
+    return { error: 'invalid_redirect_uri', description: `redirect_uris may list at most ${MAX_REDIRECT_URIS} URIs` };
+  }
+  const name = metadata.client_name;
+  if (typeof name === 'string' && (name.length > MAX_CLIENT_NAME_LENGTH || /[\x00-\x1f\x7f]/.test(name))) {
+    return { error: 'invalid_client_metadata', description: `client_name must be at most ${MAX_CLIENT_NAME_LENGTH} characters, without control characters` };
+  }
+  for (const field of OTHER_URI_FIELDS) {
+    const value = metadata[field];
+    if (typeof value === 'string' && value.length > MAX_REDIRECT_URI_LENGTH) {
+      return { error: 'invalid_client_metadata', description: `${field} is longer than ${MAX_REDIRECT_URI_LENGTH} characters` };
+    }
   }
   const kinds = new Set<RedirectUriKind>();
   for (const uri of (uris as unknown[] | undefined) ?? []) {

@@ -199,6 +199,24 @@ export const settings = {
     default: 'off',
     schema: z.string().min(1),
   },
+  registrationsPerHour: {
+    env: 'GATEHOUSE_REGISTRATIONS_PER_HOUR',
+    description: 'Dynamic registrations accepted from one address per hour, across all instances; more get 429 with Retry-After.',
+    default: '30',
+    schema: int(1, 100000),
+  },
+  maxPendingClients: {
+    env: 'GATEHOUSE_MAX_PENDING_CLIENTS',
+    description: 'While this many clients wait for approval, new registrations get 503 (registration paused) until an administrator decides.',
+    default: '1000',
+    schema: int(1, 1000000),
+  },
+  pendingClientTtl: {
+    env: 'GATEHOUSE_PENDING_CLIENT_TTL',
+    description: 'A client that was never approved, rejected or suspended is deleted this long after it arrived (0 keeps them).',
+    default: '30d',
+    schema: duration(0, 3650 * DAY),
+  },
   logLevel: {
     env: 'GATEHOUSE_LOG_LEVEL',
     description: 'Log level: fatal, error, warn, info, debug, trace or silent.',

@@ -8,6 +8,7 @@ import type { AuditLog } from '../audit/audit-log.ts';
 import type { ClientPolicyLookup } from '../clients/client-policy.ts';
 import type { ClientsRepository } from '../clients/clients.repository.ts';
 import type { MetadataDocuments } from '../clients/metadata-documents.ts';
+import type { RegistrationGuard } from '../clients/registration-guard.ts';
 import type { TrustPolicy } from '../clients/trust-policy.ts';
 import type { FetchedDocument } from '../clients/safe-fetch.ts';
 import { normalizeClientMetadata } from '../clients/redirect-uris.ts';
@@ -33,6 +34,7 @@ export interface ProviderDeps {
   clients: ClientsRepository;
   trustPolicy: TrustPolicy;
   audit: AuditLog;
+  registrationGuard: RegistrationGuard;
   clientPolicy: ClientPolicyLookup;
   /** Every outbound request oidc-provider makes (a client's jwks_uri) goes through the SSRF guard. */
   outboundFetch: (url: string) => Promise<FetchedDocument>;
@@ -302,6 +304,22 @@ export function createProvider(deps: ProviderDeps): Provider {
     const documents = deps.metadataDocuments;
     provider.use((_ctx, next) => documents.withinRequest(next));
   }
+
+  // Abuse controls before a registration is even parsed (clients/registration-guard.ts).
+  provider.use(async (ctx, next) => {
+    if (ctx.method === 'POST' && ctx.path === ROUTES.registration) {
+      const length = ctx.get('content-length');
+      const refusal = await deps.registrationGuard.check({ ip: ctx.ip, contentLength: length ? Number(length) : undefined });
+      if (refusal) {
+        ctx.status = refusal.status;
+        if (refusal.retryAfter) ctx.set('Retry-After', String(refusal.retryAfter));
+        ctx.set('Cache-Control', 'no-store');
+        ctx.body = { error: refusal.error, error_description: refusal.description };
+        return;
+      }
+    }
+    await next();
+  });
 
   provider.use(async (ctx, next) => {
     // Token, registration and revocation requests are all-or-nothing.

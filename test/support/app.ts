@@ -45,6 +45,8 @@ export async function startTestApp(
     // Most tests are about the OAuth flows, not onboarding: clients are approved on arrival.
     // test/integration/client-approval.test.ts runs with the default, manual approval.
     GATEHOUSE_CLIENT_APPROVAL: 'automatic',
+    // Every test registers from 127.0.0.1; the per-address limit is tested on its own.
+    GATEHOUSE_REGISTRATIONS_PER_HOUR: '100000',
     ...options.env,
   });
   const database = options.database ?? (await createTestDatabase());
