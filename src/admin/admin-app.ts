@@ -15,7 +15,7 @@ import type { AuditLog } from '../audit/audit-log.ts';
 import type { ClientsService } from '../clients/clients.service.ts';
 import type { DB } from '../db/database.ts';
 import { FormBodyError, readForm } from '../http/form-body.ts';
-import { serveStylesheet, withRequestContext } from '../http/common.ts';
+import { renderFailure, serveStylesheet, withRequestContext } from '../http/common.ts';
 import { securityHeaders } from '../http/security-headers.ts';
 import type { Views } from '../http/views.ts';
 import type { ResourcesService } from '../resources/resources.service.ts';
@@ -63,6 +63,8 @@ export function createAdminApp(deps: AdminAppDeps): Koa {
   const sessions = createAdminSessions(deps.db);
   const throttle = createSignInThrottle(deps.db);
 
+  // First, so that errors and their pages carry the request id.
+  app.use(withRequestContext);
   app.use(async (ctx, next) => {
     try {
       await next();
@@ -73,10 +75,7 @@ export function createAdminApp(deps: AdminAppDeps): Koa {
         ctx.body = deps.views.render('error.njk', { title: 'Something was wrong with the form', message: err.message });
         return;
       }
-      deps.logger.error({ err, path: ctx.path }, 'admin request failed');
-      ctx.status = 500;
-      ctx.type = 'html';
-      ctx.body = deps.views.render('error.njk', { title: 'Something went wrong', message: 'The request could not be completed.' });
+      renderFailure(ctx, err, deps.views, deps.logger);
     }
   });
   app.use(securityHeaders);
@@ -87,7 +86,6 @@ export function createAdminApp(deps: AdminAppDeps): Koa {
     if (secure) ctx.set('Strict-Transport-Security', 'max-age=31536000');
     await next();
   });
-  app.use(withRequestContext);
 
   // Cross-origin state changes are refused outright (CSRF defence in depth, next to the tokens).
   app.use(async (ctx, next) => {

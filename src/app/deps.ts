@@ -18,6 +18,7 @@ import { safeFetch, type FetchTrust } from '../clients/safe-fetch.ts';
 import type { Config } from '../config/config.ts';
 import type { DatabaseHandle } from '../db/database.ts';
 import { createRateLimiter } from '../http/rate-limit.ts';
+import { requestContext } from '../http/request-context.ts';
 import { createViews } from '../http/views.ts';
 import { createKeysService } from '../keys/keys.service.ts';
 import { createSecretBox } from '../keys/secret-box.ts';
@@ -31,6 +32,12 @@ const ERROR_TITLES: Record<string, string> = {
   invalid_redirect_uri: 'This application sent you to an address it has not registered',
   invalid_request: 'The application sent an invalid request',
   invalid_target: 'The application asked for an unknown MCP server',
+  server_error: 'Something went wrong',
+  temporarily_unavailable: 'Gatehouse is briefly unavailable',
+};
+const ERROR_MESSAGES: Record<string, string> = {
+  server_error: 'Gatehouse could not complete this request. Try again in a moment.',
+  temporarily_unavailable: 'Gatehouse cannot reach its database right now. Try again in a few seconds.',
 };
 
 /** Client ID Metadata Document fetching: CIMD §6.6 recommends 5 KB; SEP-991 caps caching at 24 h. */
@@ -75,6 +82,7 @@ export async function buildApp(config: Config, database: DatabaseHandle, logger:
     metadataDocuments,
     clients: clientsRepository,
     audit,
+    logger,
     registrationGuard: createRegistrationGuard({
       limiter: createRateLimiter(db),
       clients: clientsRepository,
@@ -99,9 +107,10 @@ export async function buildApp(config: Config, database: DatabaseHandle, logger:
       ctx.type = 'html';
       ctx.body = views.render('error.njk', {
         title: ERROR_TITLES[out.error] ?? 'Gatehouse could not continue',
-        message: 'Gatehouse stopped here rather than send you back to an address it cannot trust.',
+        message: ERROR_MESSAGES[out.error] ?? 'Gatehouse stopped here rather than send you back to an address it cannot trust.',
         error: out.error,
         description: out.error_description,
+        requestId: requestContext()?.requestId,
       });
     },
   });

@@ -5,7 +5,7 @@ import Koa from 'koa';
 import type { Logger } from 'pino';
 import type Provider from 'oidc-provider';
 import { registrationCors } from '../http/cors.ts';
-import { serveStylesheet, withRequestContext } from '../http/common.ts';
+import { renderFailure, serveStylesheet, withRequestContext } from '../http/common.ts';
 import { securityHeaders } from '../http/security-headers.ts';
 import type { Views } from '../http/views.ts';
 import { createInteractionRouter, type InteractionRoutesDeps } from '../interactions/interaction.routes.ts';
@@ -26,21 +26,16 @@ export function createPublicApp(deps: PublicAppDeps): Koa {
   app.on('error', (err: Error) => deps.logger.error({ err }, 'unhandled error'));
 
   // Unexpected errors are a 500 without detail (conventions: never leak a stack trace).
+  // First, so that errors and their pages carry the request id.
+  app.use(withRequestContext);
   app.use(async (ctx, next) => {
     try {
       await next();
     } catch (err) {
-      deps.logger.error({ err, path: ctx.path }, 'request failed');
-      ctx.status = 500;
-      ctx.type = 'html';
-      ctx.body = deps.views.render('error.njk', {
-        title: 'Something went wrong',
-        message: 'Gatehouse could not complete this request. Try again in a moment.',
-      });
+      renderFailure(ctx, err, deps.views, deps.logger);
     }
   });
   app.use(securityHeaders);
-  app.use(withRequestContext);
 
   app.use(serveStylesheet(deps.views));
 

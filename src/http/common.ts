@@ -3,7 +3,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Context, Next } from 'koa';
-import { runInRequestContext } from './request-context.ts';
+import type { Logger } from 'pino';
+import { isDatabaseUnavailable } from '../db/errors.ts';
+import { requestContext, runInRequestContext } from './request-context.ts';
 import type { Views } from './views.ts';
 
 /** Runs the request in a request context (address, user agent, a request id also sent as X-Request-Id). */
@@ -24,4 +26,19 @@ export function serveStylesheet(views: Views) {
     }
     await next();
   };
+}
+
+/** An unexpected failure as the user sees it: no detail, a request id; 503 when the database is away. */
+export function renderFailure(ctx: Context, err: unknown, views: Views, logger: Logger): void {
+  const requestId = requestContext()?.requestId;
+  const unavailable = isDatabaseUnavailable(err);
+  logger.error({ err, path: ctx.path, request_id: requestId }, 'request failed');
+  ctx.status = unavailable ? 503 : 500;
+  if (unavailable) ctx.set('Retry-After', '5');
+  ctx.type = 'html';
+  ctx.body = views.render('error.njk', {
+    title: unavailable ? 'Gatehouse is briefly unavailable' : 'Something went wrong',
+    message: unavailable ? 'Gatehouse cannot reach its database right now. Try again in a few seconds.' : 'Gatehouse could not complete this request. Try again in a moment.',
+    requestId,
+  });
 }

@@ -3,7 +3,10 @@
  * with the rule it comes from.
  */
 import Provider, { errors, interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import type { Logger } from 'pino';
 import type { AccountsService } from '../accounts/accounts.service.ts';
+import { isDatabaseUnavailable } from '../db/errors.ts';
+import { requestContext } from '../http/request-context.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
 import type { ClientPolicyLookup } from '../clients/client-policy.ts';
 import type { ClientsRepository } from '../clients/clients.repository.ts';
@@ -35,6 +38,7 @@ export interface ProviderDeps {
   trustPolicy: TrustPolicy;
   audit: AuditLog;
   registrationGuard: RegistrationGuard;
+  logger: Logger;
   clientPolicy: ClientPolicyLookup;
   /** Every outbound request oidc-provider makes (a client's jwks_uri) goes through the SSRF guard. */
   outboundFetch: (url: string) => Promise<FetchedDocument>;
@@ -240,6 +244,34 @@ export function createProvider(deps: ProviderDeps): Provider {
   provider.proxy = config.trustProxy;
   installResourceCanonicalization(provider);
   installHashedClientSecrets(provider.Client);
+
+  // Failure is closed and clean (issue 4 §8): an unexpected error is a 500 that says nothing but
+  // its request id; the database being away is a 503 the client may retry.
+  const serverErrors = new WeakMap<object, unknown>();
+  provider.on('server_error', (ctx: KoaContextWithOIDC, error: unknown) => {
+    serverErrors.set(ctx, error);
+    deps.logger.error({ err: error, path: ctx.path, request_id: requestContext()?.requestId }, 'request failed');
+  });
+  provider.use(async (ctx, next) => {
+    try {
+      await next();
+    } catch (error) {
+      // Thrown by our own middleware around oidc-provider's routes (its own errors arrive as 'server_error').
+      serverErrors.set(ctx, error);
+      deps.logger.error({ err: error, path: ctx.path, request_id: requestContext()?.requestId }, 'request failed');
+      ctx.status = 500;
+    }
+    if (ctx.status !== 500 || !serverErrors.has(ctx)) return;
+    const requestId = requestContext()?.requestId;
+    const unavailable = isDatabaseUnavailable(serverErrors.get(ctx));
+    const out = unavailable
+      ? { error: 'temporarily_unavailable', error_description: 'the service is temporarily unavailable: try again in a few seconds', request_id: requestId }
+      : { error: 'server_error', error_description: 'an unexpected error occurred', request_id: requestId };
+    if (unavailable) ctx.set('Retry-After', '5');
+    if (ctx.response.is('html')) deps.renderError(ctx as KoaContextWithOIDC, out);
+    else ctx.body = out;
+    ctx.status = unavailable ? 503 : 500;
+  });
 
   // Endpoint URLs in metadata and redirects are built from the request's Host; pin them to the
   // issuer so a forged Host header can never make Gatehouse advertise someone else's endpoints.
