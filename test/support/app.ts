@@ -23,7 +23,7 @@ export interface TestApp extends BuiltApp {
 export const TEST_PASSWORD = 'correct horse battery staple';
 
 export async function startTestApp(
-  options: { env?: Record<string, string>; database?: TestDatabase; testOnly?: TestOnlyOptions } = {},
+  options: { env?: Record<string, string>; database?: TestDatabase; testOnly?: TestOnlyOptions; logDestination?: NodeJS.WritableStream } = {},
 ): Promise<TestApp> {
   let handler: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) => {
     res.statusCode = 503;
@@ -50,7 +50,7 @@ export async function startTestApp(
     ...options.env,
   });
   const database = options.database ?? (await createTestDatabase());
-  const logger = createLogger(config.logLevel);
+  const logger = createLogger(config.logLevel, options.logDestination);
   const built = await buildApp(config, database, logger, options.testOnly);
   handler = built.app.callback();
   adminHandler = built.adminApp.callback();
