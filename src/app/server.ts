@@ -8,7 +8,13 @@ import type { Config } from '../config/config.ts';
 import { openDatabase, type DatabaseHandle } from '../db/database.ts';
 import { migrateToLatest, pendingMigrations } from '../db/migrator.ts';
 import { sweepExpired } from '../oidc/adapter.ts';
+import { createKeysService, type KeyMaterial } from '../keys/keys.service.ts';
+import { rotateSigningKey } from '../keys/rotation.ts';
+import { createSecretBox } from '../keys/secret-box.ts';
 import { buildApp } from './deps.ts';
+
+/** How often an instance looks for key changes (and due rotations). */
+const KEY_CHECK_INTERVAL_MS = 30_000;
 
 export interface RunningServer {
   server: Server;
@@ -36,10 +42,15 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       if (pending.length) throw new Error(`the database has pending migrations (${pending.join(', ')}): run \`gatehouse migrate\``);
     }
 
-    const { app, adminApp, clients } = await buildApp(config, database, logger);
-    const server = createServer(app.callback());
+    let built = await buildApp(config, database, logger);
+    let handle = built.app.callback();
+    let handleAdmin = built.adminApp.callback();
+    const server = createServer((req, res) => handle(req, res));
     server.keepAliveTimeout = 65_000;
-    const adminServer = createServer(adminApp.callback());
+    const adminServer = createServer((req, res) => handleAdmin(req, res));
+    const keysService = createKeysService({ db: database.db, secretBox: createSecretBox(config.keyEncryptionKey) });
+    const fingerprint = (keys: KeyMaterial) => `${keys.signing.map((k) => k.kid).join(',')}|${keys.cookies.length}`;
+    let loadedKeys = fingerprint(built.keys);
     const listen = (s: Server, port: number, host: string) =>
       new Promise<number>((resolve, reject) => {
         s.once('error', reject);
@@ -64,12 +75,39 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         ? setInterval(() => {
             sweeping = sweepExpired(database.db)
               .then((n) => n && logger.debug({ event: 'db.swept', deleted: n }, 'deleted expired rows'))
-              .then(() => (config.pendingClientTtl > 0 ? clients.expireStalePending(config.pendingClientTtl) : []))
+              .then(() => (config.pendingClientTtl > 0 ? built.clients.expireStalePending(config.pendingClientTtl) : []))
               .then((expired) => expired.length && logger.info({ event: 'clients.expired', count: expired.length }, 'deleted never-approved clients'))
               .catch((err: unknown) => logger.warn({ err }, 'sweeping expired rows failed'));
           }, config.sweepInterval * 1000)
         : undefined;
     sweeper?.unref();
+
+    // Keys: rotate on schedule, and pick up rotations (by any instance or the CLI) without a
+    // restart — a new key starts signing at its activation time, a retired one leaves the JWKS.
+    let keyCheck: Promise<unknown> = Promise.resolve();
+    const keyWatcher = setInterval(() => {
+      keyCheck = (async () => {
+        if (config.keyRotationInterval > 0) {
+          const status = await keysService.rotationStatus();
+          if (status.activeAgeSeconds >= config.keyRotationInterval && !status.scheduled) {
+            const rotated = await rotateSigningKey(
+              { keys: keysService, resources: built.resources, audit: built.audit },
+              { leadSeconds: config.keyPublishLead, defaultTokenTtl: config.accessTokenTtl, actor: 'gatehouse' },
+            );
+            logger.info({ event: 'keys.rotated', kid: rotated.kid }, 'scheduled signing-key rotation');
+          }
+        }
+        const current = fingerprint(await keysService.load());
+        if (current !== loadedKeys) {
+          built = await buildApp(config, database, logger);
+          handle = built.app.callback();
+          handleAdmin = built.adminApp.callback();
+          loadedKeys = fingerprint(built.keys);
+          logger.info({ event: 'keys.reloaded', signing: built.keys.signing.map((k) => k.kid) }, 'keys changed: reloaded');
+        }
+      })().catch((err: unknown) => logger.warn({ err }, 'checking keys failed'));
+    }, KEY_CHECK_INTERVAL_MS);
+    keyWatcher.unref();
 
     return {
       server,
@@ -79,6 +117,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       database,
       async stop() {
         if (sweeper) clearInterval(sweeper);
+        clearInterval(keyWatcher);
+        await keyCheck;
         await Promise.all(
           [server, adminServer].map(
             (s) =>

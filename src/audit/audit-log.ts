@@ -40,6 +40,7 @@ export const AUDIT_EVENTS = [
   'token.refreshed',
   'token.reuse_detected',
   'token.revoked',
+  'key.rotated',
   'grant.revoked',
 ] as const;
 

@@ -22,6 +22,9 @@ import {
 } from '../resources/resources.service.ts';
 import { userInfo } from 'node:os';
 import { verifyAuditChain } from '../audit/audit-chain.ts';
+import { createKeysService } from '../keys/keys.service.ts';
+import { rotateSigningKey } from '../keys/rotation.ts';
+import { createSecretBox } from '../keys/secret-box.ts';
 import { createAuditLog } from '../audit/audit-log.ts';
 import type { ClientRecord } from '../clients/clients.repository.ts';
 import { ClientInputError, ClientNotFoundError, createClientsService } from '../clients/clients.service.ts';
@@ -39,6 +42,9 @@ const USAGE = `Usage: gatehouse <command>
                                 their browsers out
   user enable EMAIL             let a disabled user sign in again; their connections work again
   audit verify                  check the audit trail's hash chain; exit 3 if it was tampered with
+  keys list [--json]            signing keys and their state (never private material)
+  keys rotate [--lead 10m]      publish a new signing key now; it signs after the lead time, and
+                                the old key stays published until its tokens have expired
   admin create EMAIL            create an administrator (console sign-in); the password is
                                 prompted for, or read from stdin
   resource add URI --name NAME --scope NAME=DESCRIPTION [--scope …]
@@ -126,6 +132,36 @@ async function serve(config: Config) {
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+async function keysCommand(config: Config, args: string[]) {
+  const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean' }, lead: { type: 'string' } } });
+  const [action] = positionals;
+  if ((action !== 'list' && action !== 'rotate') || positionals.length > 1) throw new UsageError('usage: gatehouse keys list|rotate');
+  await withDatabase(config, async ({ db }) => {
+    const keys = createKeysService({ db, secretBox: createSecretBox(config.keyEncryptionKey) });
+    if (action === 'rotate') {
+      const lead = values.lead === undefined ? config.keyPublishLead : parseDuration(values.lead);
+      if (lead === undefined) throw new UsageError('--lead must be a duration such as 0, 10m or 1h');
+      await keys.ensure();
+      const rotated = await rotateSigningKey(
+        { keys, resources: createResourcesService({ db }), audit: createAuditLog({ db }) },
+        { leadSeconds: lead, defaultTokenTtl: config.accessTokenTtl, actor: `cli:${userInfo().username}` },
+      );
+      process.stdout.write(
+        `New signing key ${rotated.kid} is published now and signs from ${rotated.activatesAt.toISOString()}; ` +
+          `the previous key stays published until ${rotated.retiredUnpublishAt.toISOString()}. Running servers pick this up within a minute.\n`,
+      );
+      return;
+    }
+    const list = await keys.list();
+    if (values.json) return void process.stdout.write(`${JSON.stringify(list.map(({ publicJwk: _p, ...k }) => k), null, 2)}\n`);
+    if (!list.length) process.stdout.write('No signing keys yet: they are created when the server first starts.\n');
+    const when = (d: Date | null) => (d ? d.toISOString() : '-');
+    for (const k of list) {
+      process.stdout.write(`${k.state.padEnd(11)}  ${k.kid}  ${k.alg}  created ${when(k.createdAt)}  signs from ${when(k.activatesAt ?? k.createdAt)}  retires ${when(k.retiresAt)}  unpublished ${when(k.unpublishAt)}\n`);
+    }
+  });
 }
 
 async function auditCommand(config: Config, args: string[]): Promise<number> {
@@ -480,6 +516,9 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case 'audit':
       return auditCommand(config, rest);
+    case 'keys':
+      await keysCommand(config, rest);
+      return 0;
     case 'connection':
       await connectionCommand(config, rest);
       return 0;

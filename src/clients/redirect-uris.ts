@@ -54,6 +54,12 @@ const SUPPORTED_VALUES: Record<string, readonly string[]> = {
   response_types: ['code'],
 };
 
+function containsNul(value: unknown, depth = 0): boolean {
+  if (typeof value === 'string') return value.includes('\u0000');
+  if (depth > 20 || value === null || typeof value !== 'object') return false;
+  return Object.entries(value as Record<string, unknown>).some(([k, v]) => k.includes('\u0000') || containsNul(v, depth + 1));
+}
+
 export type ClientMetadataProblem = { error: 'invalid_redirect_uri' | 'invalid_client_metadata'; description: string };
 
 /**
@@ -78,6 +84,10 @@ export function normalizeClientMetadata(metadata: Record<string, unknown>): Clie
     if (typeof value === 'string' && value.length > MAX_REDIRECT_URI_LENGTH) {
       return { error: 'invalid_client_metadata', description: `${field} is longer than ${MAX_REDIRECT_URI_LENGTH} characters` };
     }
+    // URL parsing silently drops tabs and newlines; what is stored and shown must be the URI as checked.
+    if (typeof value === 'string' && /[\s\x00-\x1f\x7f]/.test(value)) {
+      return { error: 'invalid_client_metadata', description: `${field} must not contain whitespace or control characters` };
+    }
   }
   const kinds = new Set<RedirectUriKind>();
   for (const uri of (uris as unknown[] | undefined) ?? []) {
@@ -85,6 +95,8 @@ export function normalizeClientMetadata(metadata: Record<string, unknown>): Clie
     if (!check.ok) return { error: 'invalid_redirect_uri', description: check.reason };
     kinds.add(check.kind);
   }
+  // PostgreSQL's jsonb cannot hold U+0000; refuse it anywhere in the metadata rather than fail later.
+  if (containsNul(metadata)) return { error: 'invalid_client_metadata', description: 'client metadata must not contain NUL characters' };
   if (kinds.has('loopback') || kinds.has('private-use')) metadata.application_type = 'native';
   for (const [field, supported] of Object.entries(SUPPORTED_VALUES)) {
     const values = metadata[field];

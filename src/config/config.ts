@@ -199,6 +199,18 @@ export const settings = {
     default: 'off',
     schema: z.string().min(1),
   },
+  keyRotationInterval: {
+    env: 'GATEHOUSE_KEY_ROTATION_INTERVAL',
+    description: 'Rotate the signing key automatically when the active one is this old (0 turns scheduled rotation off; `gatehouse keys rotate` always works).',
+    default: '90d',
+    schema: duration(0, 3650 * DAY),
+  },
+  keyPublishLead: {
+    env: 'GATEHOUSE_KEY_PUBLISH_LEAD',
+    description: 'How long a new signing key is published in the JWKS before it signs, so resource servers that cache the JWKS know it first.',
+    default: '10m',
+    schema: duration(0, 7 * DAY),
+  },
   registrationsPerHour: {
     env: 'GATEHOUSE_REGISTRATIONS_PER_HOUR',
     description: 'Dynamic registrations accepted from one address per hour, across all instances; more get 429 with Retry-After.',

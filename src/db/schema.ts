@@ -135,6 +135,10 @@ export interface KeysTable {
   private_enc: string;
   created_at: Generated<Date>;
   retired_at: Timestamp | null;
+  /** Signing keys: when it starts signing (null: since it was created). */
+  activates_at: Timestamp | null;
+  /** Signing keys: when it leaves the JWKS (null: not scheduled). */
+  unpublish_at: Timestamp | null;
 }
 
 export interface Database {

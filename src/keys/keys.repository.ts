@@ -9,28 +9,72 @@ export interface StoredKey {
   publicJwk: Record<string, unknown> | null;
   privateEnc: string;
   createdAt: Date;
+  activatesAt: Date | null;
+  retiredAt: Date | null;
+  unpublishAt: Date | null;
 }
+
+export type SigningKeyState = 'next' | 'active' | 'retired' | 'unpublished';
+
+type Row = {
+  kid: string;
+  use: 'sig' | 'cookie';
+  alg: string | null;
+  public_jwk: Record<string, unknown> | null;
+  private_enc: string;
+  created_at: Date;
+  activates_at: Date | null;
+  retired_at: Date | null;
+  unpublish_at: Date | null;
+};
+
+const toStored = (r: Row): StoredKey => ({
+  kid: r.kid,
+  use: r.use,
+  alg: r.alg,
+  publicJwk: r.public_jwk,
+  privateEnc: r.private_enc,
+  createdAt: r.created_at,
+  activatesAt: r.activates_at,
+  retiredAt: r.retired_at,
+  unpublishAt: r.unpublish_at,
+});
 
 export function createKeysRepository(db: DB) {
   return {
+    /** Cookie keys not retired, and signing keys still published (see migration 0006), newest first. */
     async listActive(): Promise<StoredKey[]> {
       const rows = await current(db)
         .selectFrom('keys')
         .selectAll()
-        .where('retired_at', 'is', null)
+        .where((eb) =>
+          eb.or([
+            eb.and([eb('use', '=', 'cookie'), eb('retired_at', 'is', null)]),
+            eb.and([eb('use', '=', 'sig'), eb.or([eb('unpublish_at', 'is', null), eb('unpublish_at', '>', sql<Date>`now()`)])]),
+          ]),
+        )
         .orderBy('created_at', 'desc')
         .execute();
-      return rows.map((r) => ({
-        kid: r.kid,
-        use: r.use,
-        alg: r.alg,
-        publicJwk: r.public_jwk,
-        privateEnc: r.private_enc,
-        createdAt: r.created_at,
-      }));
+      return rows.map(toStored);
     },
 
-    async insert(key: Omit<StoredKey, 'createdAt'>): Promise<void> {
+    async listSigning(): Promise<StoredKey[]> {
+      const rows = await current(db).selectFrom('keys').selectAll().where('use', '=', 'sig').orderBy('created_at', 'desc').execute();
+      return rows.map(toStored);
+    },
+
+    /** Schedules a rotation: `kid` signs from `activatesAt`; the keys signing until then retire then and leave the JWKS at `unpublishAt`. */
+    async scheduleRetirement(exceptKid: string, retireAt: Date, unpublishAt: Date): Promise<void> {
+      await current(db)
+        .updateTable('keys')
+        .set({ retired_at: retireAt, unpublish_at: unpublishAt })
+        .where('use', '=', 'sig')
+        .where('kid', '<>', exceptKid)
+        .where('retired_at', 'is', null)
+        .execute();
+    },
+
+    async insert(key: Omit<StoredKey, 'createdAt' | 'activatesAt' | 'retiredAt' | 'unpublishAt'> & { activatesAt?: Date }): Promise<void> {
       await current(db)
         .insertInto('keys')
         .values({
@@ -39,6 +83,7 @@ export function createKeysRepository(db: DB) {
           alg: key.alg,
           public_jwk: key.publicJwk ? JSON.stringify(key.publicJwk) : null,
           private_enc: key.privateEnc,
+          activates_at: key.activatesAt ?? null,
         })
         .execute();
     },

@@ -7,11 +7,11 @@ import { randomBytes } from 'node:crypto';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
 import type { DB } from '../db/database.ts';
 import { inUnitOfWork } from '../db/unit-of-work.ts';
-import { createKeysRepository } from './keys.repository.ts';
+import { createKeysRepository, type SigningKeyState, type StoredKey } from './keys.repository.ts';
 import type { SecretBox } from './secret-box.ts';
 
 export interface KeyMaterial {
-  /** Private JWKs, newest first: the first one signs. */
+  /** Private JWKs, all published in the JWKS: the first one (the active key) signs. */
   signing: (JWK & { kid: string; alg: string; use: 'sig' })[];
   /** Cookie keys, newest first: the first one signs, all verify. */
   cookies: string[];
@@ -23,15 +23,26 @@ export function createKeysService(deps: { db: DB; secretBox: SecretBox }) {
 
   async function load(): Promise<KeyMaterial> {
     const rows = await repo.listActive();
+    const now = new Date();
+    const signing = rows.filter((r) => r.use === 'sig');
+    // The active key first (oidc-provider signs with the first key of the alg): keys scheduled to
+    // sign later and retired keys are published but never sign.
+    const active = signing.find((r) => stateOf(r, now) === 'active') ?? signing[0];
+    const ordered = active ? [active, ...signing.filter((r) => r !== active)] : [];
     return {
-      signing: rows
-        .filter((r) => r.use === 'sig')
-        .map((r) => JSON.parse(deps.secretBox.decrypt(r.privateEnc, purpose('sig', r.kid)))),
+      signing: ordered.map((r) => JSON.parse(deps.secretBox.decrypt(r.privateEnc, purpose('sig', r.kid)))),
       cookies: rows.filter((r) => r.use === 'cookie').map((r) => deps.secretBox.decrypt(r.privateEnc, purpose('cookie', r.kid))),
     };
   }
 
-  async function createSigningKey(): Promise<void> {
+  function stateOf(key: StoredKey, now: Date): SigningKeyState {
+    if (key.unpublishAt && key.unpublishAt <= now) return 'unpublished';
+    if (key.retiredAt && key.retiredAt <= now) return 'retired';
+    if (key.activatesAt && key.activatesAt > now) return 'next';
+    return 'active';
+  }
+
+  async function createSigningKey(activatesAt?: Date): Promise<string> {
     const { privateKey } = await generateKeyPair('ES256', { extractable: true });
     const jwk = await exportJWK(privateKey);
     const kid = await calculateJwkThumbprint(jwk);
@@ -43,7 +54,9 @@ export function createKeysService(deps: { db: DB; secretBox: SecretBox }) {
       alg: 'ES256',
       publicJwk,
       privateEnc: deps.secretBox.encrypt(JSON.stringify(full), purpose('sig', kid)),
+      activatesAt,
     });
+    return kid;
   }
 
   async function createCookieKey(): Promise<void> {
@@ -59,6 +72,50 @@ export function createKeysService(deps: { db: DB; secretBox: SecretBox }) {
 
   return {
     load,
+
+    /**
+     * Rotates the signing key: a new key is published now and signs from `leadSeconds` on (so
+     * resource servers that cache the JWKS see it before any token it signed); the keys signing
+     * until then retire at that moment and stay published `tokenTtlSeconds` (+1 minute) longer,
+     * until every token they signed has expired.
+     */
+    async rotate(options: { leadSeconds: number; tokenTtlSeconds: number }): Promise<{ kid: string; activatesAt: Date; retiredUnpublishAt: Date }> {
+      return inUnitOfWork(
+        deps.db,
+        async () => {
+          await repo.lock();
+          const activatesAt = new Date(Date.now() + options.leadSeconds * 1000);
+          const unpublishAt = new Date(activatesAt.getTime() + (options.tokenTtlSeconds + 60) * 1000);
+          const kid = await createSigningKey(activatesAt);
+          await repo.scheduleRetirement(kid, activatesAt, unpublishAt);
+          return { kid, activatesAt, retiredUnpublishAt: unpublishAt };
+        },
+        () => true,
+      );
+    },
+
+    /** Every signing key with its state, without private material (`gatehouse keys list`). */
+    async list() {
+      const now = new Date();
+      return (await repo.listSigning()).map((k) => ({
+        kid: k.kid,
+        alg: k.alg,
+        state: stateOf(k, now),
+        createdAt: k.createdAt,
+        activatesAt: k.activatesAt,
+        retiresAt: k.retiredAt,
+        unpublishAt: k.unpublishAt,
+        publicJwk: k.publicJwk,
+      }));
+    },
+
+    /** The age in seconds of the key signing now, and whether a rotation is already scheduled. */
+    async rotationStatus(): Promise<{ activeAgeSeconds: number; scheduled: boolean }> {
+      const keys = await this.list();
+      const active = keys.find((k) => k.state === 'active');
+      const since = active ? (active.activatesAt ?? active.createdAt) : new Date(0);
+      return { activeAgeSeconds: Math.floor((Date.now() - since.getTime()) / 1000), scheduled: keys.some((k) => k.state === 'next') };
+    },
     /** Loads the keys, generating any that are missing (first start). Safe with concurrent instances. */
     async ensure(): Promise<{ keys: KeyMaterial; created: string[] }> {
       const existing = await load();

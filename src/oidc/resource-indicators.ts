@@ -36,9 +36,9 @@ function canonicalizeParams(params: ParamsLike, route: string | undefined): void
       }),
     ),
   ];
-  if (unique.length > 1 && route === 'authorization') {
-    throw new errors.InvalidTarget('request one resource (MCP server) per authorization');
-  }
+  // Two different resources at /authorize are refused in getResourceServerInfo: an error thrown
+  // here, while oidc-provider assembles parameters, would escape its error handling (a 500).
+  void route;
   params.resource = unique.length === 1 ? unique[0] : unique;
 }
 
@@ -102,6 +102,9 @@ export function createResourceIndicatorsFeature(deps: { resources: ResourcesServ
       return true;
     },
     async getResourceServerInfo(ctx: { oidc: OidcContextLike }, indicator: string, client: ClientLike) {
+      if ((ctx.oidc.route === 'authorization' || ctx.oidc.route === 'resume') && Array.isArray(ctx.oidc.params?.resource) && ctx.oidc.params.resource.length > 1) {
+        throw new errors.InvalidTarget('request one resource (MCP server) per authorization');
+      }
       const resource = await deps.resources.resolve(indicator);
       if (!resource) throw new errors.InvalidTarget('the resource is not an MCP server registered at this authorization server');
       const policy = client ? await deps.clientPolicy(client.clientId) : { status: 'pending' as const, ceiling: {} };

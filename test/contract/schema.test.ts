@@ -129,6 +129,8 @@ const EXPECTED = {
     private_enc: 'not null',
     created_at: 'not null',
     retired_at: 'nullable',
+    activates_at: 'nullable',
+    unpublish_at: 'nullable',
   },
 } as const satisfies ExpectedSchema;
 

@@ -397,6 +397,20 @@ describe('with PostgreSQL', () => {
     expect(broken.stderr).toContain(`event ${row!.id}: its content does not match its hash`);
   });
 
+  test('keys rotate schedules a new signing key; keys list shows states and no private material', async () => {
+    // A signing key exists once a server has started; keys rotate creates one first if needed.
+    const rotated = await gatehouse(['keys', 'rotate', '--lead', '0'], { env });
+    expect(rotated.stderr).toBe('');
+    expect(rotated.code).toBe(0);
+    expect(rotated.stdout).toMatch(/^New signing key \S+ is published now and signs from .*; the previous key stays published until /);
+    const listed = await gatehouse(['keys', 'list', '--json'], { env });
+    expect(listed.code).toBe(0);
+    const keys = JSON.parse(listed.stdout) as Array<{ state: string; kid: string }>;
+    expect(keys.map((k) => k.state)).toEqual(['active', 'retired']);
+    expect(listed.stdout).not.toMatch(/"d"|private/);
+    expect((await gatehouse(['keys', 'rotate', '--lead', 'soon'], { env })).code).toBe(2);
+  });
+
   test('an unknown command exits 2 with the usage', async () => {
     const r = await gatehouse(['frobnicate'], { env });
     expect(r.code).toBe(2);
