@@ -24,7 +24,7 @@ import { createApiRouter } from './api.routes.ts';
 import { createConnectionsRouter } from './connections.routes.ts';
 import { createConsoleRouter } from './console.routes.ts';
 import { createServersRouter } from './servers.routes.ts';
-import { createSignInThrottle } from './sign-in-throttle.ts';
+import { createSignInThrottle } from '../accounts/sign-in-throttle.ts';
 import { createUsersRouter } from './users.routes.ts';
 
 export interface AdminAppDeps {

@@ -5,6 +5,7 @@
 import type { Logger } from 'pino';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import { createAccountsService } from '../accounts/accounts.service.ts';
+import { createSignInThrottle } from '../accounts/sign-in-throttle.ts';
 import { createAdminApp } from '../admin/admin-app.ts';
 import { createAuditLog } from '../audit/audit-log.ts';
 import { createAuditSink, type AuditSink } from '../audit/audit-sink.ts';
@@ -126,6 +127,7 @@ export async function buildApp(config: Config, database: DatabaseHandle, logger:
     trustProxy: config.trustProxy,
     registrationOpen: config.registration === 'open',
     csrfSecret: keys.cookies[0]!,
+    throttle: createSignInThrottle(db),
   });
   const adminApp = createAdminApp({
     db,

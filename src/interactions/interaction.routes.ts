@@ -8,6 +8,7 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import type { Logger } from 'pino';
 import type { AccountsService } from '../accounts/accounts.service.ts';
+import type { SignInThrottle } from '../accounts/sign-in-throttle.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
 import { FormBodyError, readForm } from '../http/form-body.ts';
 import type { Views } from '../http/views.ts';
@@ -25,6 +26,8 @@ export interface InteractionRoutesDeps {
   logger: Logger;
   /** Secret for CSRF tokens (the current cookie key). */
   csrfSecret: string;
+  /** Lockout with backoff after failed sign-ins. */
+  throttle: SignInThrottle;
 }
 
 export function createInteractionRouter(deps: InteractionRoutesDeps): Router {
@@ -144,11 +147,19 @@ export function createInteractionRouter(deps: InteractionRoutesDeps): Router {
       const email = (form.get('email') ?? '').trim();
       const password = form.get('password') ?? '';
       if (!email || !password) return loginPage(ctx, view, 400, 'Enter your email and password.', email);
+      const keys = [`user-account:${email.toLowerCase()}`, `user-ip:${ctx.ip}`];
+      const wait = await deps.throttle.retryAfter(keys);
+      if (wait > 0) {
+        ctx.set('Retry-After', String(wait));
+        return loginPage(ctx, view, 429, `Too many failed sign-ins. Try again in ${wait} seconds.`, email);
+      }
       const account = await deps.accounts.authenticate(email, password);
       if (!account) {
+        await deps.throttle.failed(keys);
         await deps.audit.record({ event: 'user.sign_in_failed', clientId: view.clientId, details: { email } });
         return loginPage(ctx, view, 401, 'That email and password do not match an account.', email);
       }
+      await deps.throttle.succeeded(keys[0]!);
       await deps.audit.record({ event: 'user.sign_in_succeeded', actor: `user:${account.id}`, accountId: account.id, clientId: view.clientId });
       ctx.status = 303;
       ctx.redirect(await deps.interactions.finishLogin(ctx.req, ctx.res, account.id));

@@ -4,7 +4,7 @@
  */
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { lockoutSeconds } from '../../src/admin/sign-in-throttle.ts';
+import { lockoutSeconds } from '../../src/accounts/sign-in-throttle.ts';
 import { ADMIN_EMAIL, ADMIN_PASSWORD, createAdmin, csrfOf, formBody, signInAdmin, type AdminBrowser } from '../support/admin.ts';
 import { seed, startTestApp, TEST_PASSWORD, type TestApp } from '../support/app.ts';
 import { authorizeForCode, browse, CookieJar, exchangeCode, registerClient, tokenRequest } from '../support/oauth.ts';

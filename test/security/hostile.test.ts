@@ -768,8 +768,20 @@ describe('brute force', () => {
     expect(locked.headers.get('set-cookie') ?? '').not.toMatch(/gh_admin=/);
   });
 
-  // The user sign-in at /interaction/:uid/login has no lockout or throttle: every wrong password
-  // is a 401 with a fresh login form, without limit (see the report). When it gets one, this
-  // becomes: after N failures, 429 with Retry-After even for the right password.
-  test.todo('user sign-in at /interaction locks out after repeated failures (no lockout exists yet)');
+  test('user sign-in at /interaction locks the account out after five failures, even for the right password', async () => {
+    const email = 'brute-forced@example.com';
+    await app.accounts.create(email, 'the right long password');
+    const client = await registerClient(app.issuer);
+    const attempt = async (password: string) =>
+      authorizeInBrowser(
+        authorizationUrl(app.issuer, { client_id: client.client_id, response_type: 'code', redirect_uri: client.redirect_uris[0], code_challenge: pkcePair().challenge, code_challenge_method: 'S256', resource: RESOURCE }),
+        { email, password },
+      ).then(
+        () => 'signed in',
+        (error: Error) => error.message,
+      );
+    for (let i = 0; i < 5; i++) expect(await attempt('a wrong password!')).toMatch(/unexpected page 401/);
+    const locked = await attempt('the right long password');
+    expect(locked).toMatch(/unexpected page 429/);
+  });
 });

@@ -1,5 +1,6 @@
 /**
- * Lockout with backoff after failed sign-ins, per account and per source address, kept in
+ * Lockout with backoff after failed sign-ins (admin console and user sign-in alike), per account
+ * and per source address, kept in
  * PostgreSQL so every instance sees the same counters. The first FREE_FAILURES failures cost
  * nothing; each further one doubles the wait, from 30 seconds up to an hour. An address (which
  * may be a whole office behind one NAT) gets FREE_FAILURES_PER_ADDRESS before the same schedule.
@@ -40,7 +41,7 @@ export function createSignInThrottle(db: DB) {
           .onConflict((oc) => oc.column('key').doUpdateSet({ failures: sql`sign_in_attempts.failures + 1`, updated_at: sql`now()` }))
           .returning('failures')
           .executeTakeFirstOrThrow();
-        const seconds = lockoutSeconds(row.failures, key.startsWith('admin-ip:') ? FREE_FAILURES_PER_ADDRESS : FREE_FAILURES);
+        const seconds = lockoutSeconds(row.failures, key.includes('-ip:') ? FREE_FAILURES_PER_ADDRESS : FREE_FAILURES);
         if (seconds > 0) {
           await db
             .updateTable('sign_in_attempts')
