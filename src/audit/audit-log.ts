@@ -69,39 +69,25 @@ export function createAuditLog(deps: { db: DB; logger?: Logger | undefined; sink
   return {
     async record(event: AuditEvent): Promise<void> {
       const context = requestContext();
+      const fields = {
+        event: event.event,
+        actor: event.actor ?? null,
+        client_id: event.clientId ?? null,
+        account_id: event.accountId ?? null,
+        resource: event.resource ?? null,
+        source_ip: context?.ip ?? null,
+        user_agent: context?.userAgent ?? null,
+        request_id: context?.requestId ?? null,
+      };
       const row = await current(deps.db)
         .insertInto('audit_events')
-        .values({
-          event: event.event,
-          actor: event.actor ?? null,
-          client_id: event.clientId ?? null,
-          account_id: event.accountId ?? null,
-          resource: event.resource ?? null,
-          source_ip: context?.ip ?? null,
-          user_agent: context?.userAgent ?? null,
-          request_id: context?.requestId ?? null,
-          details: JSON.stringify(event.details ?? {}),
-        })
+        .values({ ...fields, details: JSON.stringify(event.details ?? {}) })
         .returning(['id', 'occurred_at', 'hash'])
         .executeTakeFirstOrThrow();
       const { sink } = deps;
       if (sink) {
         // Only what was committed reaches the SIEM (docs/audit-events.md lists the fields).
-        const line = {
-          type: 'gatehouse.audit',
-          id: String(row.id),
-          occurred_at: row.occurred_at.toISOString(),
-          event: event.event,
-          actor: event.actor ?? null,
-          client_id: event.clientId ?? null,
-          account_id: event.accountId ?? null,
-          resource: event.resource ?? null,
-          source_ip: context?.ip ?? null,
-          user_agent: context?.userAgent ?? null,
-          request_id: context?.requestId ?? null,
-          details: event.details ?? {},
-          hash: row.hash,
-        };
+        const line = { type: 'gatehouse.audit', id: String(row.id), occurred_at: row.occurred_at.toISOString(), ...fields, details: event.details ?? {}, hash: row.hash };
         onCommit(() => sink.write(line));
       }
       deps.logger?.info({ audit: event.event, client_id: event.clientId, account_id: event.accountId, request_id: context?.requestId }, event.event);
