@@ -23,6 +23,7 @@ import { ResourceInputError, ResourceNotFoundError, resourceUpdateDetails, type 
 import type { AdminState } from './admin-app.ts';
 import { createApiTokens } from './api-tokens.ts';
 import { OPENAPI_DOCUMENT } from './openapi.ts';
+import { createAdminOperations } from './operations.ts';
 
 const STATUSES: ClientStatus[] = ['pending', 'approved', 'rejected', 'suspended'];
 const ROLES: Role[] = ['user', 'admin'];
@@ -101,6 +102,7 @@ export function createApiRouter(deps: ApiDeps): Router<AdminState> {
   const router = new Router<AdminState>({ prefix: '/api/v1' });
   const tokens = createApiTokens(deps.db);
   const connections = createConnectionsRepository(deps.db);
+  const operations = createAdminOperations({ db: deps.db, resources: deps.resources, clients: deps.clients, connections, audit: deps.audit });
   const callers = new WeakMap<Context, ApiCaller>();
   const caller = (ctx: Context) => callers.get(ctx)!;
   const actor = (ctx: Context) => {
@@ -204,22 +206,16 @@ export function createApiRouter(deps: ApiDeps): Router<AdminState> {
     if (typeof ttl !== 'number') throw new ApiError(400, 'invalid_request', 'accessTokenTtl must be a number of seconds');
     const uri = body.uri;
     const name = body.name;
-    const resource = await inTransaction(deps.db, async () => {
-      const added = await deps.resources.add({
+    const resource = await operations.addResource(
+      {
         uri,
         name,
         scopes: scopes.map((s) => ({ name: String((s as { name?: unknown }).name ?? ''), description: String((s as { description?: unknown }).description ?? '') })),
         defaultScopes: Array.isArray(body.defaultScopes) ? body.defaultScopes.map(String) : undefined,
         accessTokenTtl: ttl,
-      });
-      await deps.audit.record({
-        event: 'resource.added',
-        actor: actor(ctx),
-        resource: added.uri,
-        details: { name: added.name, scopes: added.scopes.map((s) => s.name), default_scopes: added.defaultScopes, access_token_ttl: added.accessTokenTtl },
-      });
-      return added;
-    });
+      },
+      actor(ctx),
+    );
     ctx.status = 201;
     ctx.body = resource;
   });
@@ -260,18 +256,7 @@ export function createApiRouter(deps: ApiDeps): Router<AdminState> {
     const uri = resourceUri(ctx);
     const resource = await deps.resources.resolve(uri);
     if (!resource) throw new ApiError(404, 'not_found', `no resource ${uri} is registered`);
-    await inTransaction(deps.db, async () => {
-      // What the removal strands, as the console records it.
-      const withCeiling = (await deps.clients.list({ status: 'approved' })).filter((c) => c.ceiling !== null && c.ceiling[resource.uri]);
-      const usage = await connections.resourceUsage(resource.uri);
-      if (!(await deps.resources.remove(resource.uri))) throw new ApiError(404, 'not_found', `no resource ${uri} is registered`);
-      await deps.audit.record({
-        event: 'resource.removed',
-        actor: actor(ctx),
-        resource: resource.uri,
-        details: { name: resource.name, scopes: resource.scopes.map((s) => s.name), clients_with_ceiling: withCeiling.map((c) => c.clientId), live_connections: usage.connections },
-      });
-    });
+    if (!(await operations.removeResource(resource, actor(ctx)))) throw new ApiError(404, 'not_found', `no resource ${uri} is registered`);
     ctx.status = 204;
   });
 
@@ -325,20 +310,7 @@ export function createApiRouter(deps: ApiDeps): Router<AdminState> {
     ctx.body = { connections: await connections.list({ clientId: str(ctx.query.client_id), accountId: str(ctx.query.account_id), limit: CONNECTIONS_LIMIT }) };
   });
   router.delete('/connections/:grantId', async (ctx) => {
-    const revoked = await inTransaction(deps.db, async () => {
-      const connection = await connections.find(ctx.params.grantId!);
-      if (!connection) return false;
-      const rows = await connections.revoke(connection.grantId);
-      await deps.audit.record({
-        event: 'grant.revoked',
-        actor: actor(ctx),
-        clientId: connection.clientId,
-        accountId: connection.accountId,
-        resource: Object.keys(connection.resources)[0],
-        details: { grant_id: connection.grantId, email: connection.email, resources: connection.resources, revoked_rows: rows },
-      });
-      return true;
-    });
+    const revoked = await operations.revokeConnection(ctx.params.grantId!, actor(ctx));
     if (!revoked) throw new ApiError(404, 'not_found', 'no such connection: it may have been revoked or expired');
     ctx.status = 204;
   });

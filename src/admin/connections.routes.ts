@@ -11,10 +11,10 @@ import type { AccountsService } from '../accounts/accounts.service.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
 import type { ClientsService } from '../clients/clients.service.ts';
 import type { DB } from '../db/database.ts';
-import { inTransaction } from '../db/unit-of-work.ts';
 import { createConnectionsRepository, type Connection } from '../oidc/connections.repository.ts';
 import type { ResourcesService } from '../resources/resources.service.ts';
 import type { AdminState, ConsolePage } from './admin-app.ts';
+import { createAdminOperations } from './operations.ts';
 
 export interface ConnectionsDeps {
   db: DB;
@@ -42,6 +42,7 @@ function listPath(filter: { clientId?: string | undefined; accountId?: string | 
 export function createConnectionsRouter(deps: ConnectionsDeps): Router<AdminState> {
   const router = new Router<AdminState>();
   const connections = createConnectionsRepository(deps.db);
+  const operations = createAdminOperations({ db: deps.db, resources: deps.resources, clients: deps.clients, connections, audit: deps.audit });
   const by = (ctx: Context) => `admin:${(ctx.state as AdminState).session!.email}`;
 
   router.get('/connections', async (ctx) => {
@@ -73,20 +74,7 @@ export function createConnectionsRouter(deps: ConnectionsDeps): Router<AdminStat
   router.post('/connections/:grantId/revoke', async (ctx) => {
     const form = await deps.page.form(ctx);
     if (!form) return;
-    const revoked = await inTransaction(deps.db, async () => {
-      const connection = await connections.find(ctx.params.grantId!);
-      if (!connection) return undefined;
-      const rows = await connections.revoke(connection.grantId);
-      await deps.audit.record({
-        event: 'grant.revoked',
-        actor: by(ctx),
-        clientId: connection.clientId,
-        accountId: connection.accountId,
-        resource: Object.keys(connection.resources)[0],
-        details: { grant_id: connection.grantId, email: connection.email, resources: connection.resources, revoked_rows: rows },
-      });
-      return connection;
-    });
+    const revoked = await operations.revokeConnection(ctx.params.grantId!, by(ctx));
     if (!revoked) {
       await deps.page.render(ctx, 'admin/not-found.njk', { title: 'Not found', what: 'That connection does not exist any more: it may have been revoked or expired.' }, 404);
       return;

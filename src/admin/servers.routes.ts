@@ -17,6 +17,7 @@ import { createConnectionsRepository } from '../oidc/connections.repository.ts';
 import { ResourceExistsError, type Resource } from '../resources/resources.repository.ts';
 import { ResourceInputError, ResourceNotFoundError, type ResourcesService } from '../resources/resources.service.ts';
 import type { AdminState, ConsolePage } from './admin-app.ts';
+import { createAdminOperations } from './operations.ts';
 
 export interface ServersDeps {
   db: DB;
@@ -92,6 +93,7 @@ interface EditState {
 export function createServersRouter(deps: ServersDeps): Router<AdminState> {
   const router = new Router<AdminState>();
   const connections = createConnectionsRepository(deps.db);
+  const operations = createAdminOperations({ db: deps.db, resources: deps.resources, clients: deps.clients, connections, audit: deps.audit });
   const by = (ctx: Context) => `admin:${(ctx.state as AdminState).session!.email}`;
 
   async function listPage(ctx: Context, problem?: string, form?: Record<string, string>, status = 200) {
@@ -201,16 +203,7 @@ export function createServersRouter(deps: ServersDeps): Router<AdminState> {
     if (problems.length) return listPage(ctx, problems.join('; '), submitted, 400);
     let added: Resource;
     try {
-      added = await inTransaction(deps.db, async () => {
-        const resource = await deps.resources.add({ uri: submitted.uri, name: submitted.name, scopes, defaultScopes: words(submitted.defaults), accessTokenTtl });
-        await deps.audit.record({
-          event: 'resource.added',
-          actor: by(ctx),
-          resource: resource.uri,
-          details: { name: resource.name, scopes: resource.scopes.map((s) => s.name), default_scopes: resource.defaultScopes, access_token_ttl: resource.accessTokenTtl },
-        });
-        return resource;
-      });
+      added = await operations.addResource({ uri: submitted.uri, name: submitted.name, scopes, defaultScopes: words(submitted.defaults), accessTokenTtl }, by(ctx));
     } catch (err) {
       if (err instanceof ResourceInputError || err instanceof ResourceExistsError) return listPage(ctx, err.message, submitted, 400);
       throw err;
@@ -282,21 +275,7 @@ export function createServersRouter(deps: ServersDeps): Router<AdminState> {
     if ((form.get('confirm') ?? '').trim() !== resource.uri) {
       return serverPage(ctx, resource, { removeProblem: `To remove this MCP server, type its URI exactly: ${resource.uri}`, status: 400 });
     }
-    const usage = await usageOf(resource);
-    await inTransaction(deps.db, async () => {
-      await deps.resources.remove(resource.uri);
-      await deps.audit.record({
-        event: 'resource.removed',
-        actor: by(ctx),
-        resource: resource.uri,
-        details: {
-          name: resource.name,
-          scopes: resource.scopes.map((s) => s.name),
-          clients_with_ceiling: usage.clients.map((c) => c.clientId),
-          live_connections: usage.connections,
-        },
-      });
-    });
+    await operations.removeResource(resource, by(ctx));
     ctx.status = 303;
     ctx.redirect('/servers');
   });

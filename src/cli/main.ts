@@ -30,6 +30,8 @@ import type { ClientRecord } from '../clients/clients.repository.ts';
 import { ClientInputError, ClientNotFoundError, createClientsService } from '../clients/clients.service.ts';
 import type { ClientStatus } from '../db/schema.ts';
 import { readSecret } from './prompt.ts';
+import { createAdminOperations } from '../admin/operations.ts';
+import type { DB } from '../db/database.ts';
 
 const USAGE = `Usage: gatehouse <command>
 
@@ -132,6 +134,13 @@ async function serve(config: Config) {
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+/** The audited administrative operations, as the console and the API run them. */
+function operationsFor(db: DB) {
+  const resources = createResourcesService({ db });
+  const audit = createAuditLog({ db });
+  return createAdminOperations({ db, resources, audit, clients: createClientsService({ db, resources, audit }), connections: createConnectionsRepository(db) });
 }
 
 async function keysCommand(config: Config, args: string[]) {
@@ -305,16 +314,7 @@ async function resourceCommand(config: Config, args: string[]) {
       if (!name) throw new UsageError('--name is required');
       const scopes = scopesOf(values.scope ?? []);
       const ttl = values['access-token-ttl'] ? ttlOf(values['access-token-ttl']) : config.accessTokenTtl;
-      const r = await inTransaction(db, async () => {
-        const added = await resources.add({ uri, name, scopes, defaultScopes: values['default-scope'], accessTokenTtl: ttl });
-        await audit.record({
-          event: 'resource.added',
-          actor: cliActor(),
-          resource: added.uri,
-          details: { name: added.name, scopes: added.scopes.map((s) => s.name), default_scopes: added.defaultScopes, access_token_ttl: added.accessTokenTtl },
-        });
-        return added;
-      });
+      const r = await operationsFor(db).addResource({ uri, name, scopes, defaultScopes: values['default-scope'], accessTokenTtl: ttl }, cliActor());
       process.stdout.write(`Registered ${r.uri} (${r.name}) with scopes ${r.scopes.map((s) => s.name).join(', ')}.\n`);
       return;
     }
@@ -338,19 +338,7 @@ async function resourceCommand(config: Config, args: string[]) {
     if (action === 'remove' && uri) {
       const resource = await resources.resolve(uri);
       if (!resource) throw new UsageError(`no resource ${uri} is registered`);
-      await inTransaction(db, async () => {
-        // What the removal strands, as the console records it.
-        const clients = createClientsService({ db, resources, audit });
-        const withCeiling = (await clients.list({ status: 'approved' })).filter((c) => c.ceiling !== null && c.ceiling[resource.uri]);
-        const usage = await createConnectionsRepository(db).resourceUsage(resource.uri);
-        await resources.remove(resource.uri);
-        await audit.record({
-          event: 'resource.removed',
-          actor: cliActor(),
-          resource: resource.uri,
-          details: { name: resource.name, scopes: resource.scopes.map((s) => s.name), clients_with_ceiling: withCeiling.map((c) => c.clientId), live_connections: usage.connections },
-        });
-      });
+      await operationsFor(db).removeResource(resource, cliActor());
       process.stdout.write(`Removed ${uri}.\n`);
       return;
     }
@@ -458,21 +446,7 @@ async function connectionCommand(config: Config, args: string[]) {
       return;
     }
     if (action === 'revoke' && grantId) {
-      const audit = createAuditLog({ db });
-      const revoked = await inTransaction(db, async () => {
-        const connection = await connections.find(grantId);
-        if (!connection) return undefined;
-        const rows = await connections.revoke(connection.grantId);
-        await audit.record({
-          event: 'grant.revoked',
-          actor: cliActor(),
-          clientId: connection.clientId,
-          accountId: connection.accountId,
-          resource: Object.keys(connection.resources)[0],
-          details: { grant_id: connection.grantId, email: connection.email, resources: connection.resources, revoked_rows: rows },
-        });
-        return connection;
-      });
+      const revoked = await operationsFor(db).revokeConnection(grantId, cliActor());
       if (!revoked) throw new UsageError(`no connection ${grantId}: it may have been revoked or expired`);
       process.stdout.write(`Revoked the connection of ${revoked.email ?? revoked.accountId} to ${revoked.clientName ?? revoked.clientId}: its refresh tokens no longer work.\n`);
       return;
