@@ -78,12 +78,11 @@ export function createAdminApp(deps: AdminAppDeps): Koa {
       renderFailure(ctx, err, deps.views, deps.logger);
     }
   });
-  app.use(securityHeaders);
+  app.use(securityHeaders({ https: secure }));
   app.use(async (ctx, next) => {
     // Under an https GATEHOUSE_ADMIN_URL the console is reached over TLS (natively or through a
     // terminating proxy): the session cookie is Secure whatever this hop looks like.
     if (secure) (ctx.cookies as unknown as { secure: boolean }).secure = true;
-    if (secure) ctx.set('Strict-Transport-Security', 'max-age=31536000');
     await next();
   });
 

@@ -125,6 +125,7 @@ export async function buildApp(config: Config, database: DatabaseHandle, logger:
     views,
     logger,
     trustProxy: config.trustProxy,
+    https: new URL(config.issuer).protocol === 'https:',
     registrationOpen: config.registration === 'open',
     csrfSecret: keys.cookies[0]!,
     throttle: createSignInThrottle(db),

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import type Provider from 'oidc-provider';
 import { registrationCors } from '../http/cors.ts';
 import { renderFailure, serveStylesheet, withRequestContext } from '../http/common.ts';
+import { hostCookies } from '../http/host-cookies.ts';
 import { securityHeaders } from '../http/security-headers.ts';
 import type { Views } from '../http/views.ts';
 import { createInteractionRouter, type InteractionRoutesDeps } from '../interactions/interaction.routes.ts';
@@ -16,6 +17,8 @@ export interface PublicAppDeps extends InteractionRoutesDeps {
   views: Views;
   logger: Logger;
   trustProxy: boolean;
+  /** The issuer is https: HSTS, and `__Host-` Secure cookies whatever the last hop looked like. */
+  https: boolean;
   registrationOpen: boolean;
 }
 
@@ -27,6 +30,7 @@ export function createPublicApp(deps: PublicAppDeps): Koa {
 
   // Unexpected errors are a 500 without detail (conventions: never leak a stack trace).
   // First, so that errors and their pages carry the request id.
+  if (deps.https) app.use(hostCookies);
   app.use(withRequestContext);
   app.use(async (ctx, next) => {
     try {
@@ -35,7 +39,8 @@ export function createPublicApp(deps: PublicAppDeps): Koa {
       renderFailure(ctx, err, deps.views, deps.logger);
     }
   });
-  app.use(securityHeaders);
+  const headers = securityHeaders({ https: deps.https });
+  app.use(headers);
 
   app.use(serveStylesheet(deps.views));
 
@@ -43,7 +48,7 @@ export function createPublicApp(deps: PublicAppDeps): Koa {
   app.use(router.routes());
   app.use(router.allowedMethods());
 
-  deps.provider.use(securityHeaders);
+  deps.provider.use(headers);
   if (deps.registrationOpen) deps.provider.use(registrationCors(ROUTES.registration));
   const handle = deps.provider.callback();
   app.use((ctx) => {

@@ -2,7 +2,8 @@
  * Starts Gatehouse: open the database, migrate when configured, load keys, listen, sweep expired
  * rows, and drain on SIGTERM/SIGINT.
  */
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.ts';
 import { openDatabase, type DatabaseHandle } from '../db/database.ts';
@@ -12,6 +13,7 @@ import { createKeysService, type KeyMaterial } from '../keys/keys.service.ts';
 import { rotateSigningKey } from '../keys/rotation.ts';
 import { createSecretBox } from '../keys/secret-box.ts';
 import { buildApp } from './deps.ts';
+import { createListener, loadTlsMaterial, reloadTlsIfChanged } from './tls.ts';
 
 /** How often an instance looks for key changes (and due rotations). */
 const KEY_CHECK_INTERVAL_MS = 30_000;
@@ -42,12 +44,17 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       if (pending.length) throw new Error(`the database has pending migrations (${pending.join(', ')}): run \`gatehouse migrate\``);
     }
 
+    const tls = config.tls ? await loadTlsMaterial(config.tls) : undefined;
     let built = await buildApp(config, database, logger);
+    // Settings that weaken a safe default are in the audit trail for as long as they are in force.
+    for (const warning of config.warnings) {
+      await built.audit.record({ event: 'config.warning', actor: 'gatehouse', details: { message: warning } });
+    }
     let handle = built.app.callback();
     let handleAdmin = built.adminApp.callback();
-    const server = createServer((req, res) => handle(req, res));
+    const server = createListener((req, res) => handle(req, res), tls);
     server.keepAliveTimeout = 65_000;
-    const adminServer = createServer((req, res) => handleAdmin(req, res));
+    const adminServer = createListener((req, res) => handleAdmin(req, res), tls);
     const keysService = createKeysService({ db: database.db, secretBox: createSecretBox(config.keyEncryptionKey) });
     const fingerprint = (keys: KeyMaterial) => `${keys.signing.map((k) => k.kid).join(',')}|${keys.cookies.length}`;
     let loadedKeys = fingerprint(built.keys);
@@ -67,7 +74,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       server.close();
       throw err;
     }
-    const urlOf = (host: string, p: number) => `http://${host.includes(':') ? `[${host}]` : host}:${p}`;
+    const urlOf = (host: string, p: number) => `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${p}`;
 
     let sweeping: Promise<unknown> = Promise.resolve();
     const sweeper =
@@ -87,6 +94,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     let keyCheck: Promise<unknown> = Promise.resolve();
     const keyWatcher = setInterval(() => {
       keyCheck = (async () => {
+        if (config.tls && tls) await reloadTlsIfChanged(config.tls, tls, [server, adminServer] as HttpsServer[], logger);
         if (config.keyRotationInterval > 0) {
           const status = await keysService.rotationStatus();
           if (status.activeAgeSeconds >= config.keyRotationInterval && !status.scheduled) {

@@ -42,6 +42,7 @@ export const AUDIT_EVENTS = [
   'token.revoked',
   'key.rotated',
   'grant.revoked',
+  'config.warning',
 ] as const;
 
 export type AuditEventName = (typeof AUDIT_EVENTS)[number];

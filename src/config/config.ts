@@ -145,9 +145,21 @@ export const settings = {
   },
   trustProxy: {
     env: 'GATEHOUSE_TRUST_PROXY',
-    description: 'Trust X-Forwarded-* headers from a TLS-terminating reverse proxy.',
+    description:
+      'Trust X-Forwarded-* headers from a TLS-terminating reverse proxy. In production an https issuer needs this or GATEHOUSE_TLS_CERT_FILE.',
     default: 'false',
     schema: bool,
+  },
+  tlsCertFile: {
+    env: 'GATEHOUSE_TLS_CERT_FILE',
+    description:
+      'Serve TLS natively: the certificate chain (PEM) for both listeners. Set with GATEHOUSE_TLS_KEY_FILE. The files are re-read when they change (for example after a renewal), without a restart.',
+    schema: z.string().min(1),
+  },
+  tlsKeyFile: {
+    env: 'GATEHOUSE_TLS_KEY_FILE',
+    description: 'The private key (PEM) of GATEHOUSE_TLS_CERT_FILE.',
+    schema: z.string().min(1),
   },
   registration: {
     env: 'GATEHOUSE_REGISTRATION',
@@ -282,8 +294,10 @@ export const settings = {
 type Settings = typeof settings;
 type Raw = { [K in keyof Settings]: z.output<Settings[K]['schema']> };
 
-export interface Config extends Omit<Raw, 'issuer' | 'databaseUrl' | 'keyEncryptionKey' | 'adminUrl'> {
+export interface Config extends Omit<Raw, 'issuer' | 'databaseUrl' | 'keyEncryptionKey' | 'adminUrl' | 'tlsCertFile' | 'tlsKeyFile'> {
   issuer: string;
+  /** Native TLS for both listeners, when configured. */
+  tls: { certFile: string; keyFile: string } | undefined;
   /** The admin console's origin (scheme, host and port). */
   adminUrl: string;
   databaseUrl: string | undefined;
@@ -338,11 +352,35 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     warnings.push(`GATEHOUSE_ISSUER is http on a non-loopback host (${issuer}); this is refused in production.`);
   }
 
+  const tls =
+    typeof out.tlsCertFile === 'string' && typeof out.tlsKeyFile === 'string'
+      ? { certFile: out.tlsCertFile, keyFile: out.tlsKeyFile }
+      : undefined;
+  if ((out.tlsCertFile === undefined) !== (out.tlsKeyFile === undefined)) {
+    problems.push('GATEHOUSE_TLS_CERT_FILE and GATEHOUSE_TLS_KEY_FILE: set both or neither');
+  }
+  if (!issuerProblem) {
+    const issuerIsHttps = new URL(issuer).protocol === 'https:';
+    if (tls && !issuerIsHttps) {
+      problems.push(`GATEHOUSE_ISSUER: must be https when GATEHOUSE_TLS_CERT_FILE is set (got "${issuer}")`);
+    }
+    // An https issuer served over plain http to a proxy that is not trusted: cookies would lose
+    // Secure and the __Host- prefix would make browsers drop them. RFC 9700 §4.x / OAuth 2.1 §1.5.
+    if (issuerIsHttps && !tls && out.trustProxy !== true) {
+      const why = 'the issuer is https, so either Gatehouse serves TLS (GATEHOUSE_TLS_CERT_FILE and GATEHOUSE_TLS_KEY_FILE) or a TLS-terminating proxy does (GATEHOUSE_TRUST_PROXY=true)';
+      if (production) problems.push(`GATEHOUSE_TRUST_PROXY: ${why}`);
+      else warnings.push(`GATEHOUSE_TRUST_PROXY is off and no TLS certificate is set, but ${why}.`);
+    }
+  }
+
   const adminPort = typeof out.adminPort === 'number' ? out.adminPort : 4001;
-  const adminUrl = typeof out.adminUrl === 'string' ? out.adminUrl.replace(/\/$/, '') : `http://localhost:${adminPort}`;
+  const adminUrl =
+    typeof out.adminUrl === 'string' ? out.adminUrl.replace(/\/$/, '') : `${tls ? 'https' : 'http'}://localhost:${adminPort}`;
   const adminUrlParsed = URL.parse(adminUrl);
   if (!adminUrlParsed || !['http:', 'https:'].includes(adminUrlParsed.protocol) || adminUrlParsed.origin !== adminUrl) {
     problems.push(`GATEHOUSE_ADMIN_URL: must be an http(s) origin without a path, such as https://admin.auth.example.com (got "${adminUrl}")`);
+  } else if (tls && adminUrlParsed.protocol !== 'https:') {
+    problems.push(`GATEHOUSE_ADMIN_URL: must be https when GATEHOUSE_TLS_CERT_FILE is set, since the admin listener serves TLS too (got "${adminUrl}")`);
   }
 
   if (production && out.keyEncryptionKey === undefined && !failed.has('keyEncryptionKey')) {
@@ -366,10 +404,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     );
   }
 
+  warnings.push(...policyWarnings(out as Raw));
+
+  const { tlsCertFile: _cert, tlsKeyFile: _key, ...rest } = out as Raw;
   return {
-    ...(out as Raw),
+    ...rest,
     issuer,
     adminUrl,
+    tls,
     databaseUrl: out.databaseUrl as string | undefined,
     keyEncryptionKey:
       typeof out.keyEncryptionKey === 'string' ? Buffer.from(out.keyEncryptionKey, 'hex') : undefined,
@@ -393,4 +435,23 @@ function checkIssuer(issuer: string, production: boolean): string | undefined {
 
 function redact(envName: string, value: string): string {
   return /KEY|SECRET|PASSWORD|URL/.test(envName) ? '…' : value;
+}
+
+/**
+ * Settings that turn a safe default off. They are allowed, and each is logged and recorded as a
+ * `config.warning` audit event at every start, so the trail shows when a weaker policy was in force.
+ */
+function policyWarnings(c: Raw): string[] {
+  const out: string[] = [];
+  if (c.clientApproval === 'automatic') {
+    out.push('GATEHOUSE_CLIENT_APPROVAL=automatic: every new client is approved on arrival with no scope ceiling (personal or development use only).');
+  }
+  if (c.trustedDocumentHosts.length) {
+    out.push(
+      `GATEHOUSE_TRUSTED_CLIENT_HOSTS: metadata-document clients from ${c.trustedDocumentHosts.join(', ')} are approved on arrival with the "${c.trustedClientCeiling}" ceiling.`,
+    );
+  }
+  if (c.keyRotationInterval === 0) out.push('GATEHOUSE_KEY_ROTATION_INTERVAL=0: scheduled signing-key rotation is off.');
+  if (c.pendingClientTtl === 0) out.push('GATEHOUSE_PENDING_CLIENT_TTL=0: clients that are never approved are kept forever.');
+  return out;
 }

@@ -27,6 +27,7 @@ const production = (extra: Record<string, string> = {}) => ({
   GATEHOUSE_ISSUER: 'https://auth.example.com',
   GATEHOUSE_KEY_ENCRYPTION_KEY: KEK,
   DATABASE_URL: 'postgres://gatehouse:secret@db.internal:5432/gatehouse',
+  GATEHOUSE_TRUST_PROXY: 'true',
   ...extra,
 });
 
@@ -242,6 +243,53 @@ describe('start-up refuses a bad configuration, listing every problem at once', 
   test('a bad value of an ordinary setting is shown, to help fix it', () => {
     expect(configError({ PORT: '70000' }).problems).toEqual([expect.stringMatching(/^PORT: must be between 0 and 65535 \(got "70000"\)/)]);
     expect(configError({ GATEHOUSE_DATABASE_POOL_SIZE: '0' }).problems[0]).toMatch(/^GATEHOUSE_DATABASE_POOL_SIZE:/);
+  });
+});
+
+describe('transport: native TLS or a trusted proxy', () => {
+  const cert = { GATEHOUSE_TLS_CERT_FILE: '/etc/gatehouse/cert.pem', GATEHOUSE_TLS_KEY_FILE: '/etc/gatehouse/key.pem' };
+
+  test('in production an https issuer needs TLS files or a trusted TLS-terminating proxy', () => {
+    expect(configError(production({ GATEHOUSE_TRUST_PROXY: 'false' })).problems).toEqual([
+      expect.stringMatching(/^GATEHOUSE_TRUST_PROXY: the issuer is https, so either Gatehouse serves TLS \(GATEHOUSE_TLS_CERT_FILE/),
+    ]);
+    const native = loadConfig(production({ GATEHOUSE_TRUST_PROXY: 'false', GATEHOUSE_ADMIN_URL: 'https://admin.example.com', ...cert }));
+    expect(native.tls).toEqual({ certFile: '/etc/gatehouse/cert.pem', keyFile: '/etc/gatehouse/key.pem' });
+    expect(native.warnings).toEqual([]);
+    expect(loadConfig(production()).tls).toBeUndefined();
+  });
+
+  test('outside production the same is a warning', () => {
+    const config = loadConfig({ GATEHOUSE_ISSUER: 'https://auth.example.com', GATEHOUSE_KEY_ENCRYPTION_KEY: KEK });
+    expect(config.warnings).toEqual([expect.stringContaining('GATEHOUSE_TRUST_PROXY is off and no TLS certificate is set')]);
+  });
+
+  test('the certificate and key come together, with an https issuer and an https admin URL', () => {
+    expect(configError({ GATEHOUSE_ISSUER: 'https://auth.example.com', GATEHOUSE_TLS_CERT_FILE: '/c.pem' }).problems).toContainEqual(
+      'GATEHOUSE_TLS_CERT_FILE and GATEHOUSE_TLS_KEY_FILE: set both or neither',
+    );
+    expect(configError({ GATEHOUSE_ISSUER: 'http://localhost:4000', ...cert }).problems).toEqual([
+      expect.stringMatching(/^GATEHOUSE_ISSUER: must be https when GATEHOUSE_TLS_CERT_FILE is set/),
+    ]);
+    expect(configError({ GATEHOUSE_ISSUER: 'https://localhost:4000', GATEHOUSE_ADMIN_URL: 'http://localhost:4001', ...cert }).problems).toEqual([
+      expect.stringMatching(/^GATEHOUSE_ADMIN_URL: must be https when GATEHOUSE_TLS_CERT_FILE is set/),
+    ]);
+    // Without an explicit admin URL it follows the listener: https.
+    expect(loadConfig({ GATEHOUSE_ISSUER: 'https://localhost:4000', GATEHOUSE_KEY_ENCRYPTION_KEY: KEK, ...cert }).adminUrl).toBe('https://localhost:4001');
+  });
+});
+
+describe('settings that turn a safe default off are warnings (and config.warning audit events at start)', () => {
+  test.each([
+    ['GATEHOUSE_CLIENT_APPROVAL', 'automatic', /approved on arrival with no scope ceiling/],
+    ['GATEHOUSE_TRUSTED_CLIENT_HOSTS', 'claude.ai vscode.dev', /from claude.ai, vscode.dev are approved on arrival with the "defaults" ceiling/],
+    ['GATEHOUSE_KEY_ROTATION_INTERVAL', '0', /scheduled signing-key rotation is off/],
+    ['GATEHOUSE_PENDING_CLIENT_TTL', '0', /never approved are kept forever/],
+  ])('%s=%s', (name, value, message) => {
+    expect(loadConfig(production()).warnings).toEqual([]);
+    const { warnings } = loadConfig(production({ [name]: value }));
+    expect(warnings).toEqual([expect.stringMatching(message)]);
+    expect(warnings[0]).toMatch(new RegExp(`^${name}`));
   });
 });
 

@@ -30,12 +30,12 @@ export class CookieJar {
   }
 }
 
-export async function browse(jar: CookieJar, url: string | URL, init: RequestInit = {}): Promise<Response> {
+export async function browse(jar: CookieJar, url: string | URL, init: RequestInit = {}, fetchImpl: typeof fetch = fetch): Promise<Response> {
   const target = new URL(url);
   const headers = new Headers(init.headers);
   const cookie = jar.header(target);
   if (cookie) headers.set('cookie', cookie);
-  const response = await fetch(target, { ...init, headers, redirect: 'manual' });
+  const response = await fetchImpl(target, { ...init, headers, redirect: 'manual' });
   jar.store(response);
   return response;
 }
@@ -52,6 +52,8 @@ export interface BrowserOptions {
   password?: string;
   decision?: 'allow' | 'deny';
   jar?: CookieJar;
+  /** For a Gatehouse serving TLS with the test CA (test/support/https-fetch.ts). */
+  fetch?: typeof fetch;
 }
 
 function formField(html: string, name: string): string | undefined {
@@ -66,12 +68,13 @@ export async function authorizeInBrowser(authorizationUrl: string | URL, options
   const jar = options.jar ?? new CookieJar();
   const origin = new URL(authorizationUrl).origin;
   const pages: string[] = [];
-  let response = await browse(jar, authorizationUrl);
+  const go = (url: string | URL, init?: RequestInit) => browse(jar, url, init, options.fetch);
+  let response = await go(authorizationUrl);
   for (let step = 0; step < 20; step++) {
     if (response.status >= 300 && response.status < 400) {
       const location = new URL(response.headers.get('location')!, response.url || origin);
       if (location.origin !== origin || !location.protocol.startsWith('http')) return { callback: location, pages };
-      response = await browse(jar, location);
+      response = await go(location);
       continue;
     }
     const html = await response.text();
@@ -87,7 +90,7 @@ export async function authorizeInBrowser(authorizationUrl: string | URL, options
     } else {
       body.set('decision', options.decision ?? 'allow');
     }
-    response = await browse(jar, new URL(action, origin), {
+    response = await go(new URL(action, origin), {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
       body,
