@@ -84,6 +84,7 @@ export async function buildApp(config: Config, database: DatabaseHandle, logger:
     clients: clientsRepository,
     audit,
     logger,
+    limiter: createRateLimiter(db),
     registrationGuard: createRegistrationGuard({
       limiter: createRateLimiter(db),
       clients: clientsRepository,

@@ -43,13 +43,15 @@ export function createPublicApp(deps: PublicAppDeps): Koa {
   app.use(headers);
 
   app.use(serveStylesheet(deps.views));
+  // Outside oidc-provider, so that every answer of /register carries CORS headers, the abuse
+  // controls' 413/429/503 included: a browser-based client can then read why it was refused.
+  if (deps.registrationOpen) app.use(registrationCors(ROUTES.registration));
 
   const router = createInteractionRouter(deps);
   app.use(router.routes());
   app.use(router.allowedMethods());
 
   deps.provider.use(headers);
-  if (deps.registrationOpen) deps.provider.use(registrationCors(ROUTES.registration));
   const handle = deps.provider.callback();
   app.use((ctx) => {
     ctx.respond = false;

@@ -12,6 +12,7 @@ import { requestContext } from '../http/request-context.ts';
 
 export const AUDIT_EVENTS = [
   'client.registered',
+  'client.recognised',
   'client.metadata_fetched',
   'client.metadata_refused',
   'client.approved',

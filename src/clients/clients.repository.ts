@@ -111,6 +111,25 @@ export function createClientsRepository(db: DB) {
       return (await query.execute()).map((row) => toRecord(row as Row));
     },
 
+    /**
+     * For a registration being stored under `id`: the oldest other registered client with this
+     * metadata fingerprint (clients/recognition.ts) — unless `id` itself exists, which makes the
+     * write an update of that client, never a recognition.
+     */
+    async findRecognisable(fingerprint: string, id: string) {
+      const row = await current(db)
+        .selectFrom('clients')
+        .select(['client_id', 'created_at', 'status'])
+        .where((eb) =>
+          eb.or([eb('client_id', '=', id), eb.and([eb('metadata_fingerprint', '=', fingerprint), eb('registration_method', '=', 'dcr')])]),
+        )
+        .orderBy(sql`client_id = ${id}`, 'desc')
+        .orderBy('created_at', 'asc')
+        .limit(1)
+        .executeTakeFirst();
+      return row && row.client_id !== id ? row : undefined;
+    },
+
     async countPending(): Promise<number> {
       const row = await current(db).selectFrom('clients').select((eb) => eb.fn.countAll<string>().as('n')).where('status', '=', 'pending').executeTakeFirstOrThrow();
       return Number(row.n);

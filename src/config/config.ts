@@ -229,6 +229,13 @@ export const settings = {
     default: '30',
     schema: int(1, 100000),
   },
+  tokenRequestsPerMinute: {
+    env: 'GATEHOUSE_TOKEN_REQUESTS_PER_MINUTE',
+    description:
+      'Token requests (code exchanges and refreshes, refused ones included) accepted per client per minute, across all instances; more get 429 with Retry-After. One client_id may serve many users (a metadata-document client such as claude.ai is one client for the whole organisation): size it for the busiest.',
+    default: '1200',
+    schema: int(1, 1000000),
+  },
   maxPendingClients: {
     env: 'GATEHOUSE_MAX_PENDING_CLIENTS',
     description: 'While this many clients wait for approval, new registrations get 503 (registration paused) until an administrator decides.',

@@ -43,6 +43,8 @@ export interface ClientsTable {
   status_changed_by: string | null;
   last_used_at: Timestamp | null;
   requested: ColumnType<Record<string, string[]>, string | undefined, string>;
+  /** See clients/recognition.ts and migration 0007. */
+  metadata_fingerprint: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface ClientMetadataDocumentsTable {

@@ -16,7 +16,7 @@ export function registrationCors(path: string) {
       ctx.status = 204;
       return;
     }
-    ctx.set('Access-Control-Expose-Headers', 'Location');
+    ctx.set('Access-Control-Expose-Headers', 'Location, Retry-After');
     await next();
   };
 }

@@ -21,6 +21,7 @@ import type { AuditLog } from '../audit/audit-log.ts';
 import type { ClientsRepository } from '../clients/clients.repository.ts';
 import { looksLikeClientIdUrl, MetadataDocumentError, type MetadataDocuments } from '../clients/metadata-documents.ts';
 import type { TrustPolicy } from '../clients/trust-policy.ts';
+import { metadataFingerprint, noteRecognised } from '../clients/recognition.ts';
 import { requestContext } from '../http/request-context.ts';
 
 /** Models whose ids are bearer secrets, stored only as digests. */
@@ -205,6 +206,15 @@ class ClientAdapter implements Adapter {
     const { client_secret: secret, ...metadata } = payload as AdapterPayload & { client_secret?: string };
     // A secret the adapter handed out is already a digest (an update of a stored client): keep it.
     const secretHash = typeof secret === 'string' ? (isSecretDigest(secret) ? secret.slice(SECRET_DIGEST_PREFIX.length) : hashClientSecret(secret)) : null;
+    const fingerprint = secret === undefined ? metadataFingerprint(metadata) : undefined;
+    if (fingerprint) {
+      const existing = await this.#clients.findRecognisable(fingerprint, id);
+      if (existing) {
+        // The same public client again: answer with it (the registration route swaps the id).
+        noteRecognised({ generatedId: id, clientId: existing.client_id, issuedAt: Math.floor(existing.created_at.getTime() / 1000), status: existing.status });
+        return;
+      }
+    }
     const decision = await this.#trust.decide({ method: 'dcr', clientId: id });
     const who = arrival();
     await current(this.deps.db)
@@ -219,10 +229,12 @@ class ClientAdapter implements Adapter {
         status_reason: decision.reason,
         source_ip: who.ip ?? null,
         user_agent: who.userAgent ?? null,
+        metadata_fingerprint: fingerprint ?? null,
       })
       .onConflict((oc) =>
         oc.column('client_id').doUpdateSet({
           metadata: JSON.stringify(metadata),
+          metadata_fingerprint: fingerprint ?? null,
           client_secret_hash: secretHash,
           client_secret_enc: null,
           updated_at: sql<Date>`now()`,
@@ -304,5 +316,17 @@ export async function sweepExpired(db: DB, graceSeconds = 300): Promise<number> 
     .deleteFrom('client_metadata_documents')
     .where('expires_at', '<', sql<Date>`now() - make_interval(secs => ${graceSeconds})`)
     .executeTakeFirst();
-  return Number(result.numDeletedRows) + Number(documents.numDeletedRows);
+  // Counters and lockouts only matter within their window (an hour at most) or their lockout; a
+  // day of quiet forgets them, so per-address and per-client keys cannot pile up.
+  const counters = await db
+    .deleteFrom('rate_limit_counters')
+    .where('window_start', '<', sql<Date>`now() - interval '1 day'`)
+    .executeTakeFirst();
+  const attempts = await db
+    .deleteFrom('sign_in_attempts')
+    .where('updated_at', '<', sql<Date>`now() - interval '1 day'`)
+    .where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<', sql<Date>`now()`)]))
+    .executeTakeFirst();
+  const adminSessions = await db.deleteFrom('admin_sessions').where('expires_at', '<', sql<Date>`now()`).executeTakeFirst();
+  return [result, documents, counters, attempts, adminSessions].reduce((n, r) => n + Number(r.numDeletedRows), 0);
 }

@@ -23,6 +23,9 @@ import type { SecretBox } from '../keys/secret-box.ts';
 import type { ResourcesService } from '../resources/resources.service.ts';
 import { createAdapterFactory, installHashedClientSecrets } from './adapter.ts';
 import { createGrantsRepository } from './grants.repository.ts';
+import { tokenRateLimit } from './token-rate-limit.ts';
+import { recognisedInThisRequest } from '../clients/recognition.ts';
+import type { RateLimiter } from '../http/rate-limit.ts';
 import { createResourceIndicatorsFeature, installResourceCanonicalization } from './resource-indicators.ts';
 
 export interface ProviderDeps {
@@ -38,6 +41,8 @@ export interface ProviderDeps {
   trustPolicy: TrustPolicy;
   audit: AuditLog;
   registrationGuard: RegistrationGuard;
+  /** Per-client limit on the token endpoint (oidc/token-rate-limit.ts). */
+  limiter: RateLimiter;
   logger: Logger;
   clientPolicy: ClientPolicyLookup;
   /** Every outbound request oidc-provider makes (a client's jwks_uri) goes through the SSRF guard. */
@@ -309,13 +314,28 @@ export function createProvider(deps: ProviderDeps): Provider {
         });
       }
     } else if (ctx.path === ROUTES.registration && ctx.status === 201) {
-      const body = ctx.body as { client_id?: string; client_name?: string; redirect_uris?: string[]; token_endpoint_auth_method?: string };
-      const policy = body.client_id ? await deps.clientPolicy(body.client_id) : undefined;
+      const body = ctx.body as { client_id?: string; client_id_issued_at?: number; client_name?: string; redirect_uris?: string[]; token_endpoint_auth_method?: string };
+      const recognised = recognisedInThisRequest();
+      if (recognised && body.client_id === recognised.generatedId) {
+        // The same public client registering again (clients/recognition.ts): it is the existing one.
+        body.client_id = recognised.clientId;
+        body.client_id_issued_at = recognised.issuedAt;
+      }
       // The registration's `scope` is not kept as metadata (see clients/redirect-uris.ts); keep it for the administrator.
       const asked = (oidc.body as { scope?: unknown } | undefined)?.scope;
       if (body.client_id && typeof asked === 'string' && asked.trim()) {
         await deps.clients.recordRequested(body.client_id, '*', asked.split(' ').filter(Boolean));
       }
+      if (recognised && body.client_id === recognised.clientId) {
+        await deps.audit.record({
+          event: 'client.recognised',
+          actor: `client:${recognised.clientId}`,
+          clientId: recognised.clientId,
+          details: { client_name: body.client_name, status: recognised.status },
+        });
+        return;
+      }
+      const policy = body.client_id ? await deps.clientPolicy(body.client_id) : undefined;
       await deps.audit.record({
         event: 'client.registered',
         actor: body.client_id ? `client:${body.client_id}` : undefined,
@@ -352,6 +372,9 @@ export function createProvider(deps: ProviderDeps): Provider {
     }
     await next();
   });
+
+  // Before the token request's transaction, so that refused attempts count too.
+  provider.use(tokenRateLimit({ limiter: deps.limiter, perMinute: config.tokenRequestsPerMinute, path: ROUTES.token }));
 
   provider.use(async (ctx, next) => {
     // Token, registration and revocation requests are all-or-nothing.

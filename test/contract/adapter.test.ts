@@ -10,6 +10,8 @@ import { inUnitOfWork } from '../../src/db/unit-of-work.ts';
 import { createSecretBox } from '../../src/keys/secret-box.ts';
 import { createClientsRepository } from '../../src/clients/clients.repository.ts';
 import { createTrustPolicy } from '../../src/clients/trust-policy.ts';
+import { recognisedInThisRequest } from '../../src/clients/recognition.ts';
+import { runInRequestContext } from '../../src/http/request-context.ts';
 import { HASHED_MODELS, createAdapterFactory, digestId, sweepExpired } from '../../src/oidc/adapter.ts';
 import { createTestDatabase, type TestDatabase } from '../support/database.ts';
 
@@ -505,7 +507,8 @@ describe('Client', () => {
   const client = (clientId: string, extra: Record<string, unknown> = {}): AdapterPayload => ({
     client_id: clientId,
     client_id_issued_at: now(),
-    client_name: 'Example MCP client',
+    // Each its own name: identical public clients are recognised as one (clients/recognition.ts).
+    client_name: `Example MCP client ${clientId}`,
     redirect_uris: ['http://127.0.0.1:3000/callback'],
     grant_types: ['authorization_code', 'refresh_token'],
     response_types: ['code'],
@@ -593,6 +596,27 @@ describe('Client', () => {
     expect((await clientRow(id))?.status).toBe('approved');
   });
 
+  test('a public client with the same metadata as a stored one is recognised, not stored; an update of itself is stored', async () => {
+    const first = newId();
+    const second = newId();
+    const same = { token_endpoint_auth_method: 'none', client_name: `Twin ${first}` };
+    await adapterFor('Client').upsert(first, client(first, same));
+    await runInRequestContext({ ip: '127.0.0.1', userAgent: undefined, requestId: 'r1' }, async () => {
+      await adapterFor('Client').upsert(second, client(second, same));
+      expect(recognisedInThisRequest()).toMatchObject({ generatedId: second, clientId: first, status: 'pending' });
+    });
+    expect(await clientRow(second)).toBeUndefined();
+    // A confidential twin is stored: its secret is its own.
+    const confidential = newId();
+    await adapterFor('Client').upsert(confidential, client(confidential, { ...same, token_endpoint_auth_method: 'client_secret_basic', client_secret: 's3cret' }));
+    expect(await clientRow(confidential)).toBeDefined();
+    // Saving the first client again (an update) is never a recognition of anything else.
+    const other = newId();
+    await adapterFor('Client').upsert(other, client(other, { token_endpoint_auth_method: 'none' }));
+    await adapterFor('Client').upsert(other, client(other, same));
+    expect((await clientRow(other))?.metadata).toMatchObject({ client_name: `Twin ${first}` });
+  });
+
   test('a metadata-document client recorded in the table is not served as a registered client', async () => {
     // Only the document path may serve it (URL ids never reach this lookup); a row marked cimd is not a DCR client.
     const id = newId();
@@ -668,5 +692,29 @@ describe('sweepExpired', () => {
     expect(await sweepExpired(database.db, 300)).toBe(1);
     expect(await storedRow('AccessToken', digestId(recent.id))).toBeDefined();
     expect(await storedRow('AccessToken', digestId(old.id))).toBeUndefined();
+  });
+
+  test('forgets rate-limit counters and sign-in failures after a quiet day, keeps live lockouts and recent ones', async () => {
+    await database.db.deleteFrom('oidc_payloads').where('expires_at', '<=', sql<Date>`now()`).execute();
+    await database.db
+      .insertInto('rate_limit_counters')
+      .values([
+        { key: 'sweep:old', window_start: sql<Date>`now() - interval '25 hours'`, hits: 3 },
+        { key: 'sweep:recent', window_start: sql<Date>`now() - interval '2 hours'`, hits: 3 },
+      ])
+      .execute();
+    await database.db
+      .insertInto('sign_in_attempts')
+      .values([
+        { key: 'sweep:quiet', failures: 4, locked_until: null, updated_at: sql<Date>`now() - interval '2 days'` },
+        { key: 'sweep:still-locked', failures: 30, locked_until: sql<Date>`now() + interval '1 hour'`, updated_at: sql<Date>`now() - interval '2 days'` },
+        { key: 'sweep:recent', failures: 2, locked_until: null, updated_at: sql<Date>`now()` },
+      ])
+      .execute();
+    expect(await sweepExpired(database.db, 0)).toBe(2);
+    const counters = await database.db.selectFrom('rate_limit_counters').select('key').where('key', 'like', 'sweep:%').execute();
+    expect(counters.map((r) => r.key)).toEqual(['sweep:recent']);
+    const attempts = await database.db.selectFrom('sign_in_attempts').select('key').where('key', 'like', 'sweep:%').orderBy('key').execute();
+    expect(attempts.map((r) => r.key)).toEqual(['sweep:recent', 'sweep:still-locked']);
   });
 });

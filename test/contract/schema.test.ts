@@ -52,6 +52,7 @@ const EXPECTED = {
     status_changed_by: 'nullable',
     last_used_at: 'nullable',
     requested: 'not null',
+    metadata_fingerprint: 'nullable',
   },
   client_metadata_documents: {
     client_id: 'not null',

@@ -241,7 +241,7 @@ describe('SSRF protection', () => {
     await expect(
       startTestApp({
         database: app.database,
-        env: { NODE_ENV: 'production', DATABASE_URL: 'postgres://unused/db', GATEHOUSE_ISSUER: 'https://auth.example.com' },
+        env: { NODE_ENV: 'production', DATABASE_URL: 'postgres://unused/db', GATEHOUSE_ISSUER: 'https://auth.example.com', GATEHOUSE_TRUST_PROXY: 'true' },
         testOnly: { documentFetchTrust: TEST_DOCUMENT_TRUST },
       }),
     ).rejects.toThrow(/test suite only/);

@@ -16,7 +16,9 @@ beforeAll(async () => {
 });
 afterAll(() => app?.close());
 
-const body = (extra: Record<string, unknown> = {}) => ({ client_name: 'Limited', redirect_uris: [REDIRECT_URI], token_endpoint_auth_method: 'none', ...extra });
+let n = 0;
+// Numbered: identical metadata would be recognised as one client (clients/recognition.ts).
+const body = (extra: Record<string, unknown> = {}) => ({ client_name: `Limited ${++n}`, redirect_uris: [REDIRECT_URI], token_endpoint_auth_method: 'none', ...extra });
 const countClients = async () => Number((await app.db.selectFrom('clients').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow()).n);
 
 describe('field limits', () => {

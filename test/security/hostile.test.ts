@@ -4,7 +4,7 @@
  * CSRF, framing headers, session fixation and brute force. Every refusal asserts the exact status
  * and RFC error code, and that the database did not change (rows in `clients` and `oidc_payloads`).
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ADMIN_PASSWORD, createAdmin, csrfOf, formBody, signInAdmin, type AdminBrowser } from '../support/admin.ts';
@@ -620,7 +620,7 @@ describe('HTML injection in client metadata is escaped everywhere it is shown', 
 describe('CSRF', () => {
   async function atConsent() {
     // A fresh client each time: consent is remembered per client, and would skip the page.
-    const fresh = await registerClient(app.issuer, { client_name: 'CSRF target', redirect_uris: [LOOP_CB] });
+    const fresh = await registerClient(app.issuer, { client_name: `CSRF target ${randomUUID()}`, redirect_uris: [LOOP_CB] });
     const jar = new CookieJar();
     const { challenge } = pkcePair();
     let page = await browse(jar, authorizeUrl(fresh, { code_challenge: challenge, code_challenge_method: 'S256' }));

@@ -106,11 +106,17 @@ export function pkcePair(): { verifier: string; challenge: string } {
 
 export const REDIRECT_URI = 'http://127.0.0.1:53682/callback';
 
+let registrations = 0;
+
+/**
+ * Registers a new public client. Each call is another client: the default name is numbered, since
+ * Gatehouse recognises identical metadata as the same client (clients/recognition.ts).
+ */
 export async function registerClient(issuer: string, body: Record<string, unknown> = {}) {
   const response = await fetch(`${issuer}/register`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ client_name: 'Test MCP Client', redirect_uris: [REDIRECT_URI], token_endpoint_auth_method: 'none', ...body }),
+    body: JSON.stringify({ client_name: `Test MCP Client ${++registrations}`, redirect_uris: [REDIRECT_URI], token_endpoint_auth_method: 'none', ...body }),
   });
   const json = (await response.json()) as Record<string, any>;
   if (response.status !== 201) throw new Error(`registration failed: ${response.status} ${JSON.stringify(json)}`);

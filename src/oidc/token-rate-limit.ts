@@ -1,0 +1,67 @@
+/**
+ * A rate limit on the token endpoint per client (issue 4 §3), across instances (counters in
+ * PostgreSQL): a runaway or hostile client — a refresh loop, a code-guessing script, one leaked
+ * client_id used from many places — is slowed down without touching other clients.
+ *
+ * The client is named by the request itself (RFC 6749 §2.3: HTTP Basic, `client_id` in the body, or
+ * a `client_assertion`'s `sub`, RFC 7523 §3), read before oidc-provider parses anything and without
+ * consuming the body. The limit counts every attempt, including refused ones; it runs outside the
+ * request's transaction, so a refused request cannot roll its own count back.
+ */
+import { createHash } from 'node:crypto';
+import { decodeJwt } from 'jose';
+import type { Context, Next } from 'koa';
+import { peekBody } from '../http/peek-body.ts';
+import type { RateLimiter } from '../http/rate-limit.ts';
+
+/** oidc-provider refuses larger bodies itself (56 KiB). */
+const MAX_PEEK = 56 * 1024;
+
+export function clientIdOfTokenRequest(authorization: string | undefined, body: URLSearchParams | undefined): string | undefined {
+  if (authorization && /^basic /i.test(authorization)) {
+    const decoded = Buffer.from(authorization.slice(6).trim(), 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    if (colon > 0) {
+      try {
+        return decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, ' '));
+      } catch {
+        return decoded.slice(0, colon);
+      }
+    }
+  }
+  const id = body?.get('client_id');
+  if (id) return id;
+  const assertion = body?.get('client_assertion');
+  if (assertion) {
+    try {
+      const sub = decodeJwt(assertion).sub;
+      if (typeof sub === 'string' && sub) return sub;
+    } catch {
+      // Malformed: oidc-provider refuses it.
+    }
+  }
+  return undefined;
+}
+
+export function tokenRateLimit(deps: { limiter: RateLimiter; perMinute: number; path: string }) {
+  return async function tokenRateLimit(ctx: Context, next: Next): Promise<void> {
+    if (ctx.method !== 'POST' || ctx.path !== deps.path) return next();
+    const raw = ctx.is('application/x-www-form-urlencoded') ? await peekBody(ctx.req, MAX_PEEK) : undefined;
+    const clientId = clientIdOfTokenRequest(ctx.get('authorization') || undefined, raw ? new URLSearchParams(raw.toString('utf8')) : undefined);
+    if (clientId === undefined) return next();
+    // A digest keeps the key short whatever a client sends as its id.
+    const key = `token-client:${createHash('sha256').update(clientId).digest('base64url')}`;
+    const limit = await deps.limiter.hit(key, deps.perMinute, 60);
+    if (!limit.allowed) {
+      ctx.status = 429;
+      ctx.set('Retry-After', String(limit.retryAfter));
+      ctx.set('Cache-Control', 'no-store');
+      ctx.body = {
+        error: 'invalid_request',
+        error_description: `too many token requests for this client: try again in ${limit.retryAfter} seconds`,
+      };
+      return;
+    }
+    await next();
+  };
+}
