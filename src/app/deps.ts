@@ -47,14 +47,18 @@ const DOCUMENT_FETCH = { timeoutMs: 3000, maxBytes: 5 * 1024 };
 const JWKS_FETCH = { timeoutMs: 3000, maxBytes: 64 * 1024 };
 const DOCUMENT_CACHE = { min: 60, max: 86400 };
 
-export interface TestOnlyOptions {
-  /** Trust a local https server (its CA, loopback addresses) for metadata documents. Tests only. */
+export interface BuildOptions {
+  /** Trust a local https server (its CA, loopback addresses) for metadata documents. Tests only: refused in production. */
   documentFetchTrust?: FetchTrust;
-  /** Capture audit lines in memory. */
-  auditSink?: AuditSink;
+  /**
+   * Where audit lines go. The server opens GATEHOUSE_AUDIT_SINK once and passes it to every rebuild
+   * (a key rotation rebuilds the app), so no rebuild opens the file again; tests capture lines in memory.
+   * When absent, buildApp opens GATEHOUSE_AUDIT_SINK itself.
+   */
+  auditSink?: AuditSink | undefined;
 }
 
-export async function buildApp(config: Config, database: DatabaseHandle, logger: Logger, testOnly: TestOnlyOptions = {}) {
+export async function buildApp(config: Config, database: DatabaseHandle, logger: Logger, testOnly: BuildOptions = {}) {
   if (testOnly.documentFetchTrust && config.production) {
     throw new Error('documentFetchTrust is for the test suite only and cannot be used in production');
   }
@@ -76,7 +80,7 @@ export async function buildApp(config: Config, database: DatabaseHandle, logger:
           fetchLimit: { perMinute: config.documentFetchesPerHost, limiter: createRateLimiter(db) },
         })
       : undefined;
-  const audit = createAuditLog({ db, logger, sink: testOnly.auditSink ?? createAuditSink(config.auditSink) });
+  const audit = createAuditLog({ db, logger, sink: 'auditSink' in testOnly ? testOnly.auditSink : createAuditSink(config.auditSink) });
   const clientsRepository = createClientsRepository(db);
   const clients = createClientsService({ db, resources, audit });
   const provider = createProvider({

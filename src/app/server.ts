@@ -12,6 +12,7 @@ import { sweepExpired } from '../oidc/adapter.ts';
 import { createKeysService, type KeyMaterial } from '../keys/keys.service.ts';
 import { rotateSigningKey } from '../keys/rotation.ts';
 import { createSecretBox } from '../keys/secret-box.ts';
+import { createAuditSink } from '../audit/audit-sink.ts';
 import { buildApp } from './deps.ts';
 import { createListener, loadTlsMaterial, reloadTlsIfChanged } from './tls.ts';
 
@@ -45,7 +46,10 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     }
 
     const tls = config.tls ? await loadTlsMaterial(config.tls) : undefined;
-    let built = await buildApp(config, database, logger);
+    // One sink for the life of the process, shared by every rebuild of the app.
+    const auditSink = createAuditSink(config.auditSink);
+    const build = () => buildApp(config, database, logger, { auditSink });
+    let built = await build();
     // Settings that weaken a safe default are in the audit trail for as long as they are in force.
     for (const warning of config.warnings) {
       await built.audit.record({ event: 'config.warning', actor: 'gatehouse', details: { message: warning } });
@@ -107,7 +111,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         }
         const current = fingerprint(await keysService.load());
         if (current !== loadedKeys) {
-          built = await buildApp(config, database, logger);
+          built = await build();
           handle = built.app.callback();
           handleAdmin = built.adminApp.callback();
           loadedKeys = fingerprint(built.keys);
@@ -137,6 +141,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
           ),
         );
         await sweeping;
+        await auditSink?.close();
         await database.close();
       },
     };

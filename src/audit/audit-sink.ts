@@ -12,9 +12,10 @@ export interface AuditSink {
 
 export function createAuditSink(spec: string): AuditSink | undefined {
   if (spec === 'off') return undefined;
-  if (spec === 'stdout') {
+  if (spec === 'stdout' || spec === 'stderr') {
+    const out = spec === 'stdout' ? process.stdout : process.stderr;
     return {
-      write: (event) => void process.stdout.write(`${JSON.stringify(event)}\n`),
+      write: (event) => void out.write(`${JSON.stringify(event)}\n`),
       close: async () => {},
     };
   }

@@ -25,7 +25,8 @@ import { verifyAuditChain } from '../audit/audit-chain.ts';
 import { createKeysService } from '../keys/keys.service.ts';
 import { rotateSigningKey } from '../keys/rotation.ts';
 import { createSecretBox } from '../keys/secret-box.ts';
-import { createAuditLog } from '../audit/audit-log.ts';
+import { createAuditLog, type AuditLog } from '../audit/audit-log.ts';
+import { createAuditSink } from '../audit/audit-sink.ts';
 import type { ClientRecord } from '../clients/clients.repository.ts';
 import { ClientInputError, ClientNotFoundError, createClientsService } from '../clients/clients.service.ts';
 import type { ClientStatus } from '../db/schema.ts';
@@ -80,16 +81,23 @@ class UsageError extends Error {}
 /** Who acts, in the audit trail. */
 const cliActor = () => `cli:${userInfo().username}`;
 
-async function withDatabase<T>(config: Config, fn: (db: DatabaseHandle) => Promise<T>): Promise<T> {
+/**
+ * Opens the database for one command, with the audit log the server would use: events a command
+ * records stream to GATEHOUSE_AUDIT_SINK too — to stderr when the sink is stdout, so that a
+ * command's own output (`--json`) stays parseable.
+ */
+async function withDatabase<T>(config: Config, fn: (db: DatabaseHandle & { audit: AuditLog }) => Promise<T>): Promise<T> {
   const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, poolSize: 2 });
+  const sink = createAuditSink(config.auditSink === 'stdout' ? 'stderr' : config.auditSink);
   try {
     if (config.migrateOnStart) await migrateToLatest(database.db);
     else {
       const pending = await pendingMigrations(database.db);
       if (pending.length) throw new UsageError(`the database has pending migrations: run \`gatehouse migrate\` first`);
     }
-    return await fn(database);
+    return await fn({ ...database, audit: createAuditLog({ db: database.db, sink }) });
   } finally {
+    await sink?.close();
     await database.close();
   }
 }
@@ -137,9 +145,8 @@ async function serve(config: Config) {
 }
 
 /** The audited administrative operations, as the console and the API run them. */
-function operationsFor(db: DB) {
+function operationsFor(db: DB, audit: AuditLog) {
   const resources = createResourcesService({ db });
-  const audit = createAuditLog({ db });
   return createAdminOperations({ db, resources, audit, clients: createClientsService({ db, resources, audit }), connections: createConnectionsRepository(db) });
 }
 
@@ -147,14 +154,14 @@ async function keysCommand(config: Config, args: string[]) {
   const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean' }, lead: { type: 'string' } } });
   const [action] = positionals;
   if ((action !== 'list' && action !== 'rotate') || positionals.length > 1) throw new UsageError('usage: gatehouse keys list|rotate');
-  await withDatabase(config, async ({ db }) => {
+  await withDatabase(config, async ({ db, audit }) => {
     const keys = createKeysService({ db, secretBox: createSecretBox(config.keyEncryptionKey) });
     if (action === 'rotate') {
       const lead = values.lead === undefined ? config.keyPublishLead : parseDuration(values.lead);
       if (lead === undefined) throw new UsageError('--lead must be a duration such as 0, 10m or 1h');
       await keys.ensure();
       const rotated = await rotateSigningKey(
-        { keys, resources: createResourcesService({ db }), audit: createAuditLog({ db }) },
+        { keys, resources: createResourcesService({ db }), audit },
         { leadSeconds: lead, defaultTokenTtl: config.accessTokenTtl, actor: `cli:${userInfo().username}` },
       );
       process.stdout.write(
@@ -191,8 +198,7 @@ async function adminCommand(config: Config, args: string[]) {
   const [action, email] = args;
   if (action !== 'create' || !email) throw new UsageError('usage: gatehouse admin create EMAIL');
   const password = await readSecret(`Password for ${email}: `, true);
-  await withDatabase(config, async ({ db }) => {
-    const audit = createAuditLog({ db });
+  await withDatabase(config, async ({ db, audit }) => {
     const account = await inTransaction(db, async () => {
       const created = await createAccountsService({ db }).create(email, password, 'admin');
       await audit.record({ event: 'user.created', actor: cliActor(), accountId: created.id, details: { email: created.email, role: created.role } });
@@ -223,9 +229,8 @@ async function userCommand(config: Config, args: string[]) {
   }
   if (!email) throw new UsageError(usage);
   if (action === 'disable' || action === 'enable') {
-    return withDatabase(config, async ({ db }) => {
+    return withDatabase(config, async ({ db, audit }) => {
       const accounts = createAccountsService({ db });
-      const audit = createAuditLog({ db });
       const changed = await inTransaction(db, async () => {
         const account = await accountByEmail(accounts, email);
         const change = action === 'disable' ? await accounts.disable(account.id) : await accounts.enable(account.id);
@@ -246,9 +251,8 @@ async function userCommand(config: Config, args: string[]) {
   }
   if (action !== 'add' && action !== 'set-password') throw new UsageError(usage);
   const password = await readSecret(`Password for ${email}: `, true);
-  await withDatabase(config, async ({ db }) => {
+  await withDatabase(config, async ({ db, audit }) => {
     const accounts = createAccountsService({ db });
-    const audit = createAuditLog({ db });
     if (action === 'add') {
       const account = await inTransaction(db, async () => {
         const created = await accounts.create(email, password);
@@ -291,9 +295,8 @@ async function resourceCommand(config: Config, args: string[]) {
     if (ttl === undefined) throw new UsageError('--access-token-ttl must be a duration such as 600, 10m or 1h');
     return ttl;
   };
-  await withDatabase(config, async ({ db }) => {
+  await withDatabase(config, async ({ db, audit }) => {
     const resources = createResourcesService({ db });
-    const audit = createAuditLog({ db });
     if (action === 'list') {
       const list = await resources.list();
       if (values.json) {
@@ -314,7 +317,7 @@ async function resourceCommand(config: Config, args: string[]) {
       if (!name) throw new UsageError('--name is required');
       const scopes = scopesOf(values.scope ?? []);
       const ttl = values['access-token-ttl'] ? ttlOf(values['access-token-ttl']) : config.accessTokenTtl;
-      const r = await operationsFor(db).addResource({ uri, name, scopes, defaultScopes: values['default-scope'], accessTokenTtl: ttl }, cliActor());
+      const r = await operationsFor(db, audit).addResource({ uri, name, scopes, defaultScopes: values['default-scope'], accessTokenTtl: ttl }, cliActor());
       process.stdout.write(`Registered ${r.uri} (${r.name}) with scopes ${r.scopes.map((s) => s.name).join(', ')}.\n`);
       return;
     }
@@ -338,7 +341,7 @@ async function resourceCommand(config: Config, args: string[]) {
     if (action === 'remove' && uri) {
       const resource = await resources.resolve(uri);
       if (!resource) throw new UsageError(`no resource ${uri} is registered`);
-      await operationsFor(db).removeResource(resource, cliActor());
+      await operationsFor(db, audit).removeResource(resource, cliActor());
       process.stdout.write(`Removed ${uri}.\n`);
       return;
     }
@@ -383,8 +386,8 @@ async function clientCommand(config: Config, args: string[]) {
   });
   const [action, clientId] = positionals;
   const by = cliActor();
-  await withDatabase(config, async ({ db }) => {
-    const clients = createClientsService({ db, resources: createResourcesService({ db }), audit: createAuditLog({ db }) });
+  await withDatabase(config, async ({ db, audit }) => {
+    const clients = createClientsService({ db, resources: createResourcesService({ db }), audit });
     const print = (c: ClientRecord) => process.stdout.write(values.json ? `${JSON.stringify(c, null, 2)}\n` : describeClient(c));
     if (action === 'list') {
       const status = values.pending ? 'pending' : (values.status as ClientStatus | undefined);
@@ -435,7 +438,7 @@ async function connectionCommand(config: Config, args: string[]) {
     options: { client: { type: 'string' }, user: { type: 'string' }, json: { type: 'boolean' } },
   });
   const [action, grantId] = positionals;
-  await withDatabase(config, async ({ db }) => {
+  await withDatabase(config, async ({ db, audit }) => {
     const connections = createConnectionsRepository(db);
     if (action === 'list') {
       const account = values.user ? await accountByEmail(createAccountsService({ db }), values.user) : undefined;
@@ -446,7 +449,7 @@ async function connectionCommand(config: Config, args: string[]) {
       return;
     }
     if (action === 'revoke' && grantId) {
-      const revoked = await operationsFor(db).revokeConnection(grantId, cliActor());
+      const revoked = await operationsFor(db, audit).revokeConnection(grantId, cliActor());
       if (!revoked) throw new UsageError(`no connection ${grantId}: it may have been revoked or expired`);
       process.stdout.write(`Revoked the connection of ${revoked.email ?? revoked.accountId} to ${revoked.clientName ?? revoked.clientId}: its refresh tokens no longer work.\n`);
       return;

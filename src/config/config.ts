@@ -207,7 +207,7 @@ export const settings = {
   auditSink: {
     env: 'GATEHOUSE_AUDIT_SINK',
     description:
-      'Where audit events also stream as JSON lines for a SIEM: `off`, `stdout`, or a file path (appended). Fields: docs/audit-events.md.',
+      'Where audit events also stream as JSON lines for a SIEM: `off`, `stdout`, `stderr`, or a file path (appended). CLI commands stream their events too (to stderr when this is `stdout`, so their output stays parseable). Fields: docs/audit-events.md.',
     default: 'off',
     schema: z.string().min(1),
   },

@@ -3,7 +3,7 @@
  * what it prints, and what it leaves in the database.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
@@ -140,6 +140,27 @@ describe('with PostgreSQL', () => {
     const rows = await query<{ email: string; password_hash: string }>('select * from accounts where email = $1', ['bob@example.com']);
     expect(rows).toHaveLength(1);
     expect(rows[0]!.password_hash).toMatch(/^\$argon2id\$/);
+  });
+
+  test('audit events a command records stream to GATEHOUSE_AUDIT_SINK too (to stderr when the sink is stdout)', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'gatehouse-sink-'));
+    try {
+      const file = path.join(dir, 'audit.jsonl');
+      const added = await gatehouse(['user', 'add', 'sink@example.com'], { env: { ...env, GATEHOUSE_AUDIT_SINK: file }, input: `${PASSWORD}\n` });
+      expect(added.code).toBe(0);
+      const lines = (await readFile(file, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(lines).toEqual([expect.objectContaining({ type: 'gatehouse.audit', event: 'user.created', actor: `cli:${userInfo().username}`, details: { email: 'sink@example.com', role: 'user' } })]);
+      expect(JSON.stringify(lines)).not.toContain(PASSWORD);
+
+      const listed = await gatehouse(['user', 'list', '--json'], { env: { ...env, GATEHOUSE_AUDIT_SINK: 'stdout' } });
+      expect(() => JSON.parse(listed.stdout)).not.toThrow();
+      const disabled = await gatehouse(['user', 'disable', 'sink@example.com'], { env: { ...env, GATEHOUSE_AUDIT_SINK: 'stdout' } });
+      expect(disabled.code).toBe(0);
+      expect(disabled.stdout).not.toContain('gatehouse.audit');
+      expect(disabled.stderr).toContain('"event":"user.disabled"');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   test('user add for an existing email fails with exit code 2 and says why', async () => {

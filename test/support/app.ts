@@ -4,7 +4,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { buildApp, type BuiltApp, type TestOnlyOptions } from '../../src/app/deps.ts';
+import { buildApp, type BuiltApp, type BuildOptions } from '../../src/app/deps.ts';
 import { loadConfig, type Config } from '../../src/config/config.ts';
 import { createLogger } from '../../src/http/logger.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
@@ -23,7 +23,7 @@ export interface TestApp extends BuiltApp {
 export const TEST_PASSWORD = 'correct horse battery staple';
 
 export async function startTestApp(
-  options: { env?: Record<string, string>; database?: TestDatabase; testOnly?: TestOnlyOptions; logDestination?: NodeJS.WritableStream } = {},
+  options: { env?: Record<string, string>; database?: TestDatabase; testOnly?: BuildOptions; logDestination?: NodeJS.WritableStream } = {},
 ): Promise<TestApp> {
   let handler: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) => {
     res.statusCode = 503;
