@@ -63,6 +63,17 @@ export function createInteractionsFacade(provider: Provider) {
 
     /** Records the signed-in account; returns where the browser goes next. */
     async finishLogin(req: IncomingMessage, res: ServerResponse, accountId: string): Promise<string> {
+      const interaction = await details(req, res);
+      const previous = interaction.session as { accountId?: string; cookie?: string } | undefined;
+      if (previous?.accountId && previous.accountId !== accountId) {
+        // Signing in as another account (prompt=login, or a shared browser): end the other account's
+        // session first. Left to itself, oidc-provider would answer with an auto-submitting logout
+        // form — script, which our CSP forbids, posting to the end-session endpoint, which is off.
+        // A fresh session (new id) is created when the interaction resumes.
+        if (previous.cookie) await (await provider.Session.find(previous.cookie))?.destroy();
+        delete (interaction as { session?: unknown }).session;
+        await interaction.save(Math.max(1, (interaction.exp ?? 0) - Math.floor(Date.now() / 1000)));
+      }
       return provider.interactionResult(req, res, { login: { accountId } }, { mergeWithLastSubmission: false });
     },
 

@@ -5,6 +5,7 @@
  * and RFC error code, and that the database did not change (rows in `clients` and `oidc_payloads`).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { decodeJwt } from 'jose';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ADMIN_PASSWORD, createAdmin, csrfOf, formBody, signInAdmin, type AdminBrowser } from '../support/admin.ts';
@@ -744,9 +745,32 @@ describe('session fixation', () => {
     expect(pages.some((p) => /\/login"/.test(p))).toBe(true);
   });
 
-  // Not covered: prompt=login with a live session of another account ends on oidc-provider's own
-  // {"error":"invalid_request","error_description":"xsrf token invalid"} (400) in this harness,
-  // which posts Gatehouse's `csrf` field; see the report.
+  test('signing in as another account (prompt=login) ends the first account\'s session: the code is for the new account', async () => {
+    const jar = new CookieJar();
+    await authorizeInBrowser(authorizeUrl(loop, { code_challenge: pkcePair().challenge, code_challenge_method: 'S256' }), { jar });
+    const alicesSession = sessionCookie(jar);
+    const alicesCookies = jar.header(new URL(app.issuer)).split('; ').filter((c) => c.startsWith('gh_session'));
+    expect(alicesCookies).toHaveLength(2);
+
+    const { verifier, challenge } = pkcePair();
+    const { callback, pages } = await authorizeInBrowser(
+      authorizeUrl(loop, { code_challenge: challenge, code_challenge_method: 'S256', prompt: 'login' }),
+      { jar, email: 'bob@example.com' },
+    );
+    expect(pages.some((p) => /\/login"/.test(p))).toBe(true);
+    const code = callback.searchParams.get('code');
+    expect(code, String(callback)).toBeTruthy();
+    const tokens = await exchange(loop, code!, verifier);
+    expect(tokens.status).toBe(200);
+    const bob = await app.db.selectFrom('accounts').select('id').where('email', '=', 'bob@example.com').executeTakeFirstOrThrow();
+    expect(decodeJwt(tokens.body.access_token as string).sub).toBe(bob.id);
+    // A new session id, and Alice's old one opens nothing any more.
+    expect(sessionCookie(jar)).not.toBe(alicesSession);
+    const replay = new CookieJar();
+    plant(replay, alicesCookies);
+    const again = await authorizeInBrowser(authorizeUrl(loop, { code_challenge: pkcePair().challenge, code_challenge_method: 'S256' }), { jar: replay });
+    expect(again.pages.some((p) => /\/login"/.test(p))).toBe(true);
+  });
 });
 
 describe('brute force', () => {
