@@ -62,13 +62,6 @@ export function createAccountsService(deps: { db: DB }) {
       return created;
     },
 
-    async setPassword(email: string, password: string): Promise<void> {
-      checkPassword(password);
-      const account = await repo.findByEmail(email.trim());
-      if (!account) throw new AccountInputError('invalid_email', `no account for ${email}`);
-      await repo.updatePassword(account.id, await hashPassword(password));
-    },
-
     /** The account for these credentials, or undefined. Takes the same time whether or not the email exists. */
     async authenticate(email: string, password: string): Promise<Account | undefined> {
       if (password.length > MAX_PASSWORD_LENGTH) return undefined;

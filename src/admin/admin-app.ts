@@ -26,6 +26,8 @@ import { createConsoleRouter } from './console.routes.ts';
 import { createServersRouter } from './servers.routes.ts';
 import { createSignInThrottle } from '../accounts/sign-in-throttle.ts';
 import { createUsersRouter } from './users.routes.ts';
+import { createAdminOperations } from './operations.ts';
+import { createConnectionsRepository } from '../oidc/connections.repository.ts';
 
 export interface AdminAppDeps {
   db: DB;
@@ -223,9 +225,10 @@ export function createAdminApp(deps: AdminAppDeps): Koa {
   app.use(signOut.routes());
 
   const consoleRouter = createConsoleRouter({ ...deps, page });
+  const operations = createAdminOperations({ ...deps, connections: createConnectionsRepository(deps.db) });
   app.use(consoleRouter.routes());
   app.use(consoleRouter.allowedMethods());
-  for (const router of [createServersRouter({ ...deps, page }), createUsersRouter({ ...deps, page }), createConnectionsRouter({ ...deps, page })]) {
+  for (const router of [createServersRouter({ ...deps, page }), createUsersRouter({ ...deps, page, operations }), createConnectionsRouter({ ...deps, page })]) {
     app.use(router.routes());
     app.use(router.allowedMethods());
   }

@@ -19,7 +19,7 @@ import { FormBodyError } from '../http/form-body.ts';
 import { readJson } from '../http/json-body.ts';
 import { createConnectionsRepository } from '../oidc/connections.repository.ts';
 import { ResourceExistsError } from '../resources/resources.repository.ts';
-import { ResourceInputError, ResourceNotFoundError, resourceUpdateDetails, type ResourcesService } from '../resources/resources.service.ts';
+import { ResourceInputError, ResourceNotFoundError, type ResourcesService } from '../resources/resources.service.ts';
 import type { AdminState } from './admin-app.ts';
 import { createApiTokens } from './api-tokens.ts';
 import { OPENAPI_DOCUMENT } from './openapi.ts';
@@ -102,7 +102,7 @@ export function createApiRouter(deps: ApiDeps): Router<AdminState> {
   const router = new Router<AdminState>({ prefix: '/api/v1' });
   const tokens = createApiTokens(deps.db);
   const connections = createConnectionsRepository(deps.db);
-  const operations = createAdminOperations({ db: deps.db, resources: deps.resources, clients: deps.clients, connections, audit: deps.audit });
+  const operations = createAdminOperations({ db: deps.db, resources: deps.resources, clients: deps.clients, connections, accounts: deps.accounts, audit: deps.audit });
   const callers = new WeakMap<Context, ApiCaller>();
   const caller = (ctx: Context) => callers.get(ctx)!;
   const actor = (ctx: Context) => {
@@ -246,11 +246,7 @@ export function createApiRouter(deps: ApiDeps): Router<AdminState> {
         throw new ApiError(400, 'invalid_request', 'the uri cannot change: it is the audience of every token issued for this MCP server (remove it and add another)');
       }
     }
-    ctx.body = await inTransaction(deps.db, async () => {
-      const { previous, updated } = await deps.resources.edit(uri, changes);
-      await deps.audit.record({ event: 'resource.updated', actor: actor(ctx), resource: updated.uri, details: resourceUpdateDetails(previous, updated) });
-      return updated;
-    });
+    ctx.body = await operations.updateResource(uri, changes, actor(ctx));
   });
   router.delete('/resources', async (ctx) => {
     const uri = resourceUri(ctx);
@@ -271,37 +267,26 @@ export function createApiRouter(deps: ApiDeps): Router<AdminState> {
     if (!ROLES.includes(role as Role)) throw new ApiError(400, 'invalid_request', `role must be one of ${ROLES.join(', ')}`);
     const email = body.email;
     const password = body.password;
-    const account = await inTransaction(deps.db, async () => {
-      const created = await deps.accounts.create(email, password, role as Role);
-      await deps.audit.record({ event: 'user.created', actor: actor(ctx), accountId: created.id, details: { email: created.email, role: created.role } });
-      return (await deps.accounts.get(created.id))!;
-    });
+    const created = await operations.createUser(email, password, role as Role, actor(ctx));
+    const account = (await deps.accounts.get(created.id))!;
     ctx.status = 201;
     ctx.body = account;
   });
   const userActions = {
     // An administrator cannot disable their own account (nor lock out the token they are using).
-    disable: { run: (ctx: Context, id: string) => deps.accounts.disable(id, caller(ctx).accountId), event: 'user.disabled' },
-    enable: { run: (_ctx: Context, id: string) => deps.accounts.enable(id), event: 'user.enabled' },
+    disable: (ctx: Context, id: string) => operations.disableUser(id, caller(ctx).accountId, actor(ctx)),
+    enable: (ctx: Context, id: string) => operations.enableUser(id, actor(ctx)),
   } as const;
-  for (const [action, { run, event }] of Object.entries(userActions)) {
+  for (const [action, run] of Object.entries(userActions)) {
     router.post(`/users/:id/${action}`, async (ctx) => {
-      ctx.body = await inTransaction(deps.db, async () => {
-        const changed = await run(ctx, ctx.params.id!);
-        await deps.audit.record({ event, actor: actor(ctx), accountId: changed.id, details: { email: changed.email, ended_sessions: changed.endedSessions } });
-        return changed;
-      });
+      ctx.body = await run(ctx, ctx.params.id!);
     });
   }
   router.post('/users/:id/password', async (ctx) => {
     const body = await readJson(ctx);
     if (typeof body.password !== 'string') throw new ApiError(400, 'invalid_request', 'password is a required string');
     const password = body.password;
-    ctx.body = await inTransaction(deps.db, async () => {
-      const changed = await deps.accounts.resetPassword(ctx.params.id!, password);
-      await deps.audit.record({ event: 'user.password_reset', actor: actor(ctx), accountId: changed.id, details: { email: changed.email, ended_sessions: changed.endedSessions } });
-      return changed;
-    });
+    ctx.body = await operations.resetPassword(ctx.params.id!, password, actor(ctx));
   });
 
   // Connections (the grants users gave clients).

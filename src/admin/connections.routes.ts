@@ -42,7 +42,7 @@ function listPath(filter: { clientId?: string | undefined; accountId?: string | 
 export function createConnectionsRouter(deps: ConnectionsDeps): Router<AdminState> {
   const router = new Router<AdminState>();
   const connections = createConnectionsRepository(deps.db);
-  const operations = createAdminOperations({ db: deps.db, resources: deps.resources, clients: deps.clients, connections, audit: deps.audit });
+  const operations = createAdminOperations({ db: deps.db, resources: deps.resources, clients: deps.clients, connections, accounts: deps.accounts, audit: deps.audit });
   const by = (ctx: Context) => `admin:${(ctx.state as AdminState).session!.email}`;
 
   router.get('/connections', async (ctx) => {

@@ -3,19 +3,22 @@
  * here: the change and its audit event in one transaction, with the same event details whichever
  * front end the administrator used. (Client decisions live in clients/clients.service.ts.)
  */
+import type { Role } from '../accounts/accounts.repository.ts';
+import type { AccountsService } from '../accounts/accounts.service.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
 import type { ClientsService } from '../clients/clients.service.ts';
 import type { DB } from '../db/database.ts';
 import { inTransaction } from '../db/unit-of-work.ts';
 import type { Connection, ConnectionsRepository } from '../oidc/connections.repository.ts';
 import type { Resource } from '../resources/resources.repository.ts';
-import type { AddResourceInput, ResourcesService } from '../resources/resources.service.ts';
+import { resourceUpdateDetails, type AddResourceInput, type ResourcesService, type UpdateResourceInput } from '../resources/resources.service.ts';
 
 export interface OperationsDeps {
   db: DB;
   resources: ResourcesService;
   clients: ClientsService;
   connections: ConnectionsRepository;
+  accounts: AccountsService;
   audit: AuditLog;
 }
 
@@ -32,6 +35,50 @@ export function createAdminOperations(deps: OperationsDeps) {
           details: { name: added.name, scopes: added.scopes.map((s) => s.name), default_scopes: added.defaultScopes, access_token_ttl: added.accessTokenTtl },
         });
         return added;
+      });
+    },
+
+    /** Changes an MCP server's name, scopes, defaults or token lifetime (never its URI); throws the service's errors. */
+    updateResource(uri: string, changes: Partial<UpdateResourceInput>, actor: string): Promise<Resource> {
+      return inTransaction(deps.db, async () => {
+        const { previous, updated } = await deps.resources.edit(uri, changes);
+        await deps.audit.record({ event: 'resource.updated', actor, resource: updated.uri, details: resourceUpdateDetails(previous, updated) });
+        return updated;
+      });
+    },
+
+    /** Creates a user or an administrator; throws AccountInputError for a bad email, a short password or a taken email. */
+    createUser(email: string, password: string, role: Role, actor: string) {
+      return inTransaction(deps.db, async () => {
+        const created = await deps.accounts.create(email, password, role);
+        await deps.audit.record({ event: 'user.created', actor, accountId: created.id, details: { email: created.email, role: created.role } });
+        return created;
+      });
+    },
+
+    /** Disables an account (ending its sessions and refresh tokens); `byAccountId` may not disable itself. */
+    disableUser(id: string, byAccountId: string | undefined, actor: string) {
+      return inTransaction(deps.db, async () => {
+        const changed = await deps.accounts.disable(id, byAccountId);
+        await deps.audit.record({ event: 'user.disabled', actor, accountId: changed.id, details: { email: changed.email, ended_sessions: changed.endedSessions } });
+        return changed;
+      });
+    },
+
+    enableUser(id: string, actor: string) {
+      return inTransaction(deps.db, async () => {
+        const changed = await deps.accounts.enable(id);
+        await deps.audit.record({ event: 'user.enabled', actor, accountId: changed.id, details: { email: changed.email, ended_sessions: changed.endedSessions } });
+        return changed;
+      });
+    },
+
+    /** Sets a new password and ends the account's sessions. */
+    resetPassword(id: string, password: string, actor: string) {
+      return inTransaction(deps.db, async () => {
+        const changed = await deps.accounts.resetPassword(id, password);
+        await deps.audit.record({ event: 'user.password_reset', actor, accountId: changed.id, details: { email: changed.email, ended_sessions: changed.endedSessions } });
+        return changed;
       });
     },
 

@@ -12,15 +12,16 @@ import type { ClientsService } from '../clients/clients.service.ts';
 import { parseDuration } from '../config/config.ts';
 import type { DB } from '../db/database.ts';
 import type { ResourceScope } from '../db/schema.ts';
-import { inTransaction } from '../db/unit-of-work.ts';
 import { createConnectionsRepository } from '../oidc/connections.repository.ts';
 import { ResourceExistsError, type Resource } from '../resources/resources.repository.ts';
 import { ResourceInputError, ResourceNotFoundError, type ResourcesService } from '../resources/resources.service.ts';
 import type { AdminState, ConsolePage } from './admin-app.ts';
 import { createAdminOperations } from './operations.ts';
+import type { AccountsService } from '../accounts/accounts.service.ts';
 
 export interface ServersDeps {
   db: DB;
+  accounts: AccountsService;
   resources: ResourcesService;
   clients: ClientsService;
   audit: AuditLog;
@@ -93,7 +94,7 @@ interface EditState {
 export function createServersRouter(deps: ServersDeps): Router<AdminState> {
   const router = new Router<AdminState>();
   const connections = createConnectionsRepository(deps.db);
-  const operations = createAdminOperations({ db: deps.db, resources: deps.resources, clients: deps.clients, connections, audit: deps.audit });
+  const operations = createAdminOperations({ db: deps.db, resources: deps.resources, clients: deps.clients, connections, accounts: deps.accounts, audit: deps.audit });
   const by = (ctx: Context) => `admin:${(ctx.state as AdminState).session!.email}`;
 
   async function listPage(ctx: Context, problem?: string, form?: Record<string, string>, status = 200) {
@@ -241,23 +242,7 @@ export function createServersRouter(deps: ServersDeps): Router<AdminState> {
     const defaultScopes = state.defaults.filter((d) => kept.some((s) => s.name === d));
     const removed = resource.scopes.filter((s) => state.removed.includes(s.name)).map((s) => s.name);
     try {
-      await inTransaction(deps.db, async () => {
-        const updated = await deps.resources.update(resource.uri, { name: state.name, scopes, defaultScopes, accessTokenTtl });
-        await deps.audit.record({
-          event: 'resource.updated',
-          actor: by(ctx),
-          resource: updated.uri,
-          details: {
-            name: updated.name,
-            scopes: updated.scopes.map((s) => s.name),
-            added_scopes: added.map((s) => s.name),
-            removed_scopes: removed,
-            default_scopes: updated.defaultScopes,
-            access_token_ttl: updated.accessTokenTtl,
-            previous: { name: resource.name, scopes: resource.scopes.map((s) => s.name), default_scopes: resource.defaultScopes, access_token_ttl: resource.accessTokenTtl },
-          },
-        });
-      });
+      await operations.updateResource(resource.uri, { name: state.name, scopes, defaultScopes, accessTokenTtl }, by(ctx));
     } catch (err) {
       if (err instanceof ResourceInputError) return serverPage(ctx, resource, { problem: err.message, state, status: 400 });
       if (err instanceof ResourceNotFoundError) return found(ctx);

@@ -11,9 +11,9 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import { AccountInputError, AccountNotFoundError, type AccountsService } from '../accounts/accounts.service.ts';
 import type { AccountSummary } from '../accounts/accounts.repository.ts';
+import type { AdminOperations } from './operations.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
 import type { DB } from '../db/database.ts';
-import { inTransaction } from '../db/unit-of-work.ts';
 import type { AdminState, ConsolePage } from './admin-app.ts';
 
 export interface UsersDeps {
@@ -21,6 +21,8 @@ export interface UsersDeps {
   accounts: AccountsService;
   audit: AuditLog;
   page: ConsolePage;
+  /** The audited changes (admin/operations.ts), shared with the API and the CLI. */
+  operations: AdminOperations;
 }
 
 /** What the list says after a change, by the `done` query parameter. */
@@ -73,11 +75,7 @@ export function createUsersRouter(deps: UsersDeps): Router<AdminState> {
     const password = form.get('password') ?? '';
     let account;
     try {
-      account = await inTransaction(deps.db, async () => {
-        const created = await deps.accounts.create(email, password);
-        await deps.audit.record({ event: 'user.created', actor: by(ctx), accountId: created.id, details: { email: created.email, role: created.role } });
-        return created;
-      });
+      account = await deps.operations.createUser(email, password, 'user', by(ctx));
     } catch (err) {
       if (err instanceof AccountInputError) return listPage(ctx, { problem: err.message, email, status: 400 });
       throw err;
@@ -86,28 +84,18 @@ export function createUsersRouter(deps: UsersDeps): Router<AdminState> {
   });
 
   const actions = {
-    disable: {
-      run: (ctx: Context, id: string) => deps.accounts.disable(id, session(ctx).accountId),
-      event: 'user.disabled',
-    },
-    enable: {
-      run: (_ctx: Context, id: string) => deps.accounts.enable(id),
-      event: 'user.enabled',
-    },
+    disable: (ctx: Context, id: string) => deps.operations.disableUser(id, session(ctx).accountId, by(ctx)),
+    enable: (ctx: Context, id: string) => deps.operations.enableUser(id, by(ctx)),
   } as const;
 
-  for (const [action, { run, event }] of Object.entries(actions)) {
+  for (const [action, run] of Object.entries(actions)) {
     router.post(`/users/:id/${action}`, async (ctx) => {
       const form = await deps.page.form(ctx);
       if (!form) return;
       const id = ctx.params.id!;
       let account: AccountSummary;
       try {
-        account = await inTransaction(deps.db, async () => {
-          const changed = await run(ctx, id);
-          await deps.audit.record({ event, actor: by(ctx), accountId: changed.id, details: { email: changed.email, ended_sessions: changed.endedSessions } });
-          return changed;
-        });
+        account = await run(ctx, id);
       } catch (err) {
         if (err instanceof AccountNotFoundError) return notFound(ctx);
         if (err instanceof AccountInputError) return listPage(ctx, { about: id, rowProblem: err.message, status: 400 });
@@ -123,11 +111,7 @@ export function createUsersRouter(deps: UsersDeps): Router<AdminState> {
     const id = ctx.params.id!;
     let account: AccountSummary;
     try {
-      account = await inTransaction(deps.db, async () => {
-        const changed = await deps.accounts.resetPassword(id, form.get('password') ?? '');
-        await deps.audit.record({ event: 'user.password_reset', actor: by(ctx), accountId: changed.id, details: { email: changed.email, ended_sessions: changed.endedSessions } });
-        return changed;
-      });
+      account = await deps.operations.resetPassword(id, form.get('password') ?? '', by(ctx));
     } catch (err) {
       if (err instanceof AccountNotFoundError) return notFound(ctx);
       if (err instanceof AccountInputError) return listPage(ctx, { about: id, rowProblem: err.message, status: 400 });

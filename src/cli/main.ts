@@ -8,7 +8,6 @@ import { AccountInputError, AccountNotFoundError, createAccountsService, type Ac
 import { startServer } from '../app/server.ts';
 import { ConfigError, loadConfig, parseDuration, type Config } from '../config/config.ts';
 import { DatabaseInUseError, openDatabase, type DatabaseHandle } from '../db/database.ts';
-import { inTransaction } from '../db/unit-of-work.ts';
 import { migrateToLatest, pendingMigrations } from '../db/migrator.ts';
 import { createLogger } from '../http/logger.ts';
 import { ResourceExistsError } from '../resources/resources.repository.ts';
@@ -17,7 +16,6 @@ import {
   ResourceInputError,
   ResourceNotFoundError,
   createResourcesService,
-  resourceUpdateDetails,
   type UpdateResourceInput,
 } from '../resources/resources.service.ts';
 import { userInfo } from 'node:os';
@@ -147,7 +145,7 @@ async function serve(config: Config) {
 /** The audited administrative operations, as the console and the API run them. */
 function operationsFor(db: DB, audit: AuditLog) {
   const resources = createResourcesService({ db });
-  return createAdminOperations({ db, resources, audit, clients: createClientsService({ db, resources, audit }), connections: createConnectionsRepository(db) });
+  return createAdminOperations({ db, resources, audit, clients: createClientsService({ db, resources, audit }), connections: createConnectionsRepository(db), accounts: createAccountsService({ db }) });
 }
 
 async function keysCommand(config: Config, args: string[]) {
@@ -199,11 +197,7 @@ async function adminCommand(config: Config, args: string[]) {
   if (action !== 'create' || !email) throw new UsageError('usage: gatehouse admin create EMAIL');
   const password = await readSecret(`Password for ${email}: `, true);
   await withDatabase(config, async ({ db, audit }) => {
-    const account = await inTransaction(db, async () => {
-      const created = await createAccountsService({ db }).create(email, password, 'admin');
-      await audit.record({ event: 'user.created', actor: cliActor(), accountId: created.id, details: { email: created.email, role: created.role } });
-      return created;
-    });
+    const account = await operationsFor(db, audit).createUser(email, password, 'admin', cliActor());
     process.stdout.write(`Created administrator ${account.email}. Sign in at ${config.adminUrl}/sign-in\n`);
   });
 }
@@ -230,18 +224,9 @@ async function userCommand(config: Config, args: string[]) {
   if (!email) throw new UsageError(usage);
   if (action === 'disable' || action === 'enable') {
     return withDatabase(config, async ({ db, audit }) => {
-      const accounts = createAccountsService({ db });
-      const changed = await inTransaction(db, async () => {
-        const account = await accountByEmail(accounts, email);
-        const change = action === 'disable' ? await accounts.disable(account.id) : await accounts.enable(account.id);
-        await audit.record({
-          event: action === 'disable' ? 'user.disabled' : 'user.enabled',
-          actor: cliActor(),
-          accountId: change.id,
-          details: { email: change.email, ended_sessions: change.endedSessions },
-        });
-        return change;
-      });
+      const account = await accountByEmail(createAccountsService({ db }), email);
+      const operations = operationsFor(db, audit);
+      const changed = action === 'disable' ? await operations.disableUser(account.id, undefined, cliActor()) : await operations.enableUser(account.id, cliActor());
       process.stdout.write(
         action === 'disable'
           ? `Disabled ${changed.email}: they cannot sign in, and their refresh tokens stop working until they are enabled again (${changed.endedSessions} sign-in sessions ended).\n`
@@ -252,21 +237,14 @@ async function userCommand(config: Config, args: string[]) {
   if (action !== 'add' && action !== 'set-password') throw new UsageError(usage);
   const password = await readSecret(`Password for ${email}: `, true);
   await withDatabase(config, async ({ db, audit }) => {
-    const accounts = createAccountsService({ db });
+    const operations = operationsFor(db, audit);
     if (action === 'add') {
-      const account = await inTransaction(db, async () => {
-        const created = await accounts.create(email, password);
-        await audit.record({ event: 'user.created', actor: cliActor(), accountId: created.id, details: { email: created.email, role: created.role } });
-        return created;
-      });
+      const account = await operations.createUser(email, password, 'user', cliActor());
       process.stdout.write(`Created user ${account.email} (${account.id}).\n`);
     } else {
-      await inTransaction(db, async () => {
-        await accounts.setPassword(email, password);
-        const account = await accountByEmail(accounts, email);
-        await audit.record({ event: 'user.password_reset', actor: cliActor(), accountId: account.id, details: { email: account.email } });
-      });
-      process.stdout.write(`Changed the password of ${email}.\n`);
+      const account = await accountByEmail(createAccountsService({ db }), email);
+      const changed = await operations.resetPassword(account.id, password, cliActor());
+      process.stdout.write(`Changed the password of ${email} (${changed.endedSessions} sign-in sessions ended).\n`);
     }
   });
 }
@@ -328,11 +306,7 @@ async function resourceCommand(config: Config, args: string[]) {
       if (values['default-scope']) changes.defaultScopes = values['default-scope'];
       if (values['access-token-ttl'] !== undefined) changes.accessTokenTtl = ttlOf(values['access-token-ttl']);
       if (!Object.keys(changes).length) throw new UsageError('nothing to change: give --name, --scope, --default-scope or --access-token-ttl');
-      const r = await inTransaction(db, async () => {
-        const { previous, updated } = await resources.edit(uri, changes);
-        await audit.record({ event: 'resource.updated', actor: cliActor(), resource: updated.uri, details: resourceUpdateDetails(previous, updated) });
-        return updated;
-      });
+      const r = await operationsFor(db, audit).updateResource(uri, changes, cliActor());
       process.stdout.write(
         `Updated ${r.uri} (${r.name}): scopes ${r.scopes.map((s) => s.name).join(', ')}; default scopes ${r.defaultScopes.join(', ')}; access tokens ${r.accessTokenTtl}s.\n`,
       );
