@@ -7,6 +7,8 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // Builds dist/resource-server, the `gatehouse/resource-server` export the examples import.
+    globalSetup: ['test/support/build-kit.ts'],
     projects: [
       {
         extends: true,

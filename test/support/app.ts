@@ -17,6 +17,8 @@ export interface TestApp extends BuiltApp {
   adminServer: Server;
   database: TestDatabase;
   config: Config;
+  /** Rebuilds the app on the same listeners, as a running server does when its keys change. */
+  reload(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -62,6 +64,12 @@ export async function startTestApp(
     adminServer,
     database,
     config,
+    async reload() {
+      const rebuilt = await buildApp(config, database, logger, options.testOnly);
+      handler = rebuilt.app.callback();
+      adminHandler = rebuilt.adminApp.callback();
+      Object.assign(this, rebuilt);
+    },
     async close() {
       for (const s of [server, adminServer]) {
         s.closeAllConnections();
