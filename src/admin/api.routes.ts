@@ -76,14 +76,23 @@ function ceilingFrom(body: Record<string, unknown>): CeilingEntry[] {
   });
 }
 
-/** `scopes` as [{"name", "description"}], or a 400 saying what is wrong. */
+/** A scope's optional `includes` (names of the narrower scopes it satisfies), or a 400 saying what is wrong. */
+function includesFrom(value: unknown, i: number): { includes?: string[] } {
+  if (value === undefined || value === null) return {};
+  if (!Array.isArray(value) || !value.every((v) => typeof v === 'string')) {
+    throw new ApiError(400, 'invalid_request', `scopes[${i}].includes must be an array of scope names`);
+  }
+  return { includes: value.map((v: string) => v.trim()) };
+}
+
+/** `scopes` as [{"name", "description", "includes"?}], or a 400 saying what is wrong. */
 function scopesFrom(value: unknown): ResourceScope[] {
-  const shape = 'scopes must be an array of {"name": string, "description": string}';
+  const shape = 'scopes must be an array of {"name": string, "description": string, "includes"?: [names]}';
   if (!Array.isArray(value)) throw new ApiError(400, 'invalid_request', shape);
   return value.map((entry, i) => {
-    const s = entry as { name?: unknown; description?: unknown } | null;
+    const s = entry as { name?: unknown; description?: unknown; includes?: unknown } | null;
     if (typeof s?.name !== 'string' || typeof s.description !== 'string') throw new ApiError(400, 'invalid_request', `scopes[${i}]: ${shape}`);
-    return { name: s.name.trim(), description: s.description.trim() };
+    return { name: s.name.trim(), description: s.description.trim(), ...includesFrom(s.includes, i) };
   });
 }
 
@@ -210,7 +219,10 @@ export function createApiRouter(deps: ApiDeps): Router<AdminState> {
       {
         uri,
         name,
-        scopes: scopes.map((s) => ({ name: String((s as { name?: unknown }).name ?? ''), description: String((s as { description?: unknown }).description ?? '') })),
+        scopes: scopes.map((s, i) => {
+          const scope = s as { name?: unknown; description?: unknown; includes?: unknown } | null;
+          return { name: String(scope?.name ?? ''), description: String(scope?.description ?? ''), ...includesFrom(scope?.includes, i) };
+        }),
         defaultScopes: Array.isArray(body.defaultScopes) ? body.defaultScopes.map(String) : undefined,
         accessTokenTtl: ttl,
       },

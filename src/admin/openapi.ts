@@ -18,7 +18,15 @@ const resource = { $ref: '#/components/schemas/Resource' };
 const user = { $ref: '#/components/schemas/User' };
 const userChange = { description: 'The user, and how many of their sign-in sessions the change ended', content: { 'application/json': { schema: { $ref: '#/components/schemas/UserChange' } } } };
 const userIdParam = { name: 'id', in: 'path', required: true, description: 'The account id.', schema: { type: 'string', format: 'uuid' } };
-const scopeList = { type: 'array', items: { type: 'object', required: ['name', 'description'], properties: { name: { type: 'string' }, description: { type: 'string' } } } };
+const scopeIncludes = {
+  type: 'array',
+  items: { type: 'string' },
+  uniqueItems: true,
+  description:
+    'The narrower scopes of the same MCP server that this broader scope satisfies (e.g. notes:admin includes notes:read), for resource servers to honour; each another scope of this server, once. Cycles are allowed (equivalent scopes). Absent when none. Consent and ceilings ignore it.',
+};
+const scope = { type: 'object', required: ['name', 'description'], properties: { name: { type: 'string' }, description: { type: 'string' }, includes: scopeIncludes } };
+const scopeList = { type: 'array', items: scope };
 
 export const OPENAPI_DOCUMENT = {
   openapi: '3.1.0',
@@ -94,7 +102,7 @@ export const OPENAPI_DOCUMENT = {
       put: {
         summary: 'Edit an MCP server: name, scopes, default scopes, access-token lifetime (never its URI)',
         description:
-          'Omitted fields keep their values. `scopes` replaces the list; when it is given without `defaultScopes`, the current default scopes still offered stay defaults (none left: every scope). Scopes removed here disappear from ceilings and grants at their next refresh. Bad input is a 400 that changes nothing.',
+          'Omitted fields keep their values. `scopes` replaces the list; when it is given without `defaultScopes`, the current default scopes still offered stay defaults (none left: every scope). Each scope carries its own `includes`, so a scope given without it includes nothing; a scope that another scope still includes cannot be removed (take it out of that scope\'s `includes` in the same request). Scopes removed here disappear from ceilings and grants at their next refresh. Bad input is a 400 that changes nothing.',
         parameters: [{ name: 'uri', in: 'query', required: true, description: 'The registered URI (any spelling that canonicalises to it).', schema: { type: 'string' } }],
         requestBody: {
           required: true,
@@ -229,9 +237,10 @@ export const OPENAPI_DOCUMENT = {
       Resource: {
         type: 'object',
         properties: {
+          id: { type: 'string', format: 'uuid', description: 'Names it (as does its URI) in its public metadata document: GET /resources/{id}/protected-resource-metadata on the public listener.' },
           uri: { type: 'string' },
           name: { type: 'string' },
-          scopes: { type: 'array', items: { type: 'object', properties: { name: { type: 'string' }, description: { type: 'string' } } } },
+          scopes: scopeList,
           defaultScopes: { type: 'array', items: { type: 'string' } },
           accessTokenTtl: { type: 'integer' },
         },

@@ -11,7 +11,7 @@ import type { DB } from '../db/database.ts';
 import { inTransaction } from '../db/unit-of-work.ts';
 import type { Connection, ConnectionsRepository } from '../oidc/connections.repository.ts';
 import type { Resource } from '../resources/resources.repository.ts';
-import { resourceUpdateDetails, type AddResourceInput, type ResourcesService, type UpdateResourceInput } from '../resources/resources.service.ts';
+import { resourceUpdateDetails, scopeIncludes, type AddResourceInput, type ResourcesService, type UpdateResourceInput } from '../resources/resources.service.ts';
 
 export interface OperationsDeps {
   db: DB;
@@ -32,7 +32,13 @@ export function createAdminOperations(deps: OperationsDeps) {
           event: 'resource.added',
           actor,
           resource: added.uri,
-          details: { name: added.name, scopes: added.scopes.map((s) => s.name), default_scopes: added.defaultScopes, access_token_ttl: added.accessTokenTtl },
+          details: {
+            name: added.name,
+            scopes: added.scopes.map((s) => s.name),
+            scope_includes: scopeIncludes(added.scopes),
+            default_scopes: added.defaultScopes,
+            access_token_ttl: added.accessTokenTtl,
+          },
         });
         return added;
       });

@@ -1,7 +1,8 @@
 /**
  * Console: MCP servers (the resources Gatehouse issues tokens for, RFC 8707). List them; add one
  * (URI, name, scopes as NAME=DESCRIPTION lines, default scopes, access-token lifetime); edit one
- * (everything but its URI, which is the audience of every token issued for it); remove one after
+ * (everything but its URI, which is the audience of every token issued for it, including which
+ * narrower scopes each scope includes); remove one after
  * typing its URI. Each change and its audit event are one transaction; bad input is a 400 page that
  * says what is wrong and changes nothing.
  */
@@ -71,6 +72,9 @@ function parseLifetime(value: string, problems: string[]): number {
 
 const words = (value: string | null) => [...new Set((value ?? '').split(/[\s,]+/).filter(Boolean))];
 
+/** A scope's includes field: names separated by spaces or commas, kept as typed (the service refuses a name given twice). */
+const includedNames = (value: string) => value.split(/[\s,]+/).filter(Boolean);
+
 /** A resource as the list shows it. */
 function present(resource: Resource) {
   return {
@@ -87,6 +91,8 @@ interface EditState {
   lifetime: string;
   newScopes: string;
   descriptions: Record<string, string>;
+  /** Scope name → its includes field as typed (names separated by spaces or commas). */
+  includes: Record<string, string>;
   defaults: string[];
   removed: string[];
 }
@@ -141,6 +147,7 @@ export function createServersRouter(deps: ServersDeps): Router<AdminState> {
       lifetime: compactDuration(resource.accessTokenTtl),
       newScopes: '',
       descriptions: Object.fromEntries(resource.scopes.map((s) => [s.name, s.description])),
+      includes: Object.fromEntries(resource.scopes.map((s) => [s.name, (s.includes ?? []).join(' ')])),
       defaults: resource.defaultScopes,
       removed: [],
     };
@@ -149,6 +156,7 @@ export function createServersRouter(deps: ServersDeps): Router<AdminState> {
       return {
         name: s.name,
         description: state.descriptions[s.name] ?? s.description,
+        includes: state.includes[s.name] ?? (s.includes ?? []).join(' '),
         isDefault: state.defaults.includes(s.name),
         remove: state.removed.includes(s.name),
         ceilings: used.ceilings,
@@ -229,6 +237,8 @@ export function createServersRouter(deps: ServersDeps): Router<AdminState> {
       lifetime: (form.get('access_token_ttl') ?? '').trim(),
       newScopes: form.get('new_scopes') ?? '',
       descriptions: Object.fromEntries(resource.scopes.map((s) => [s.name, form.get(`description:${s.name}`) ?? s.description])),
+      // A form without the field (an older page) keeps what the scope includes.
+      includes: Object.fromEntries(resource.scopes.map((s) => [s.name, form.get(`includes:${s.name}`) ?? (s.includes ?? []).join(' ')])),
       defaults: form.getAll('default'),
       removed: form.getAll('remove'),
     };
@@ -236,7 +246,9 @@ export function createServersRouter(deps: ServersDeps): Router<AdminState> {
     const added = parseScopeLines(state.newScopes, problems);
     const accessTokenTtl = parseLifetime(state.lifetime, problems);
     if (problems.length) return serverPage(ctx, resource, { problem: problems.join('; '), state, status: 400 });
-    const kept = resource.scopes.filter((s) => !state.removed.includes(s.name)).map((s) => ({ name: s.name, description: (state.descriptions[s.name] ?? '').trim() }));
+    const kept = resource.scopes
+      .filter((s) => !state.removed.includes(s.name))
+      .map((s) => ({ name: s.name, description: (state.descriptions[s.name] ?? '').trim(), includes: includedNames(state.includes[s.name] ?? '') }));
     const scopes = [...kept, ...added];
     // A scope being removed is no longer a default; none ticked means every scope (as when adding).
     const defaultScopes = state.defaults.filter((d) => kept.some((s) => s.name === d));

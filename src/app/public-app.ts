@@ -1,5 +1,6 @@
 /**
- * The public listener: the issuer (oidc-provider), the login and consent pages, and their assets.
+ * The public listener: the issuer (oidc-provider), the login and consent pages, and their assets,
+ * and each registered MCP server's protected-resource metadata (resources/resource-metadata.routes.ts).
  */
 import Koa from 'koa';
 import type { Logger } from 'pino';
@@ -11,6 +12,7 @@ import { securityHeaders } from '../http/security-headers.ts';
 import type { Views } from '../http/views.ts';
 import { createInteractionRouter, type InteractionRoutesDeps } from '../interactions/interaction.routes.ts';
 import { ROUTES } from '../oidc/profile.ts';
+import { createResourceMetadataRouter } from '../resources/resource-metadata.routes.ts';
 
 export interface PublicAppDeps extends InteractionRoutesDeps {
   provider: Provider;
@@ -46,6 +48,10 @@ export function createPublicApp(deps: PublicAppDeps): Koa {
   // Outside oidc-provider, so that every answer of /register carries CORS headers, the abuse
   // controls' 413/429/503 included: a browser-based client can then read why it was refused.
   if (deps.registrationOpen) app.use(registrationCors(ROUTES.registration));
+
+  // Each registered MCP server's RFC 9728 metadata: public, no provider, session or cookie needed.
+  const metadata = createResourceMetadataRouter({ resources: deps.resources, issuer: deps.provider.issuer });
+  app.use(metadata.routes());
 
   const router = createInteractionRouter(deps);
   app.use(router.routes());

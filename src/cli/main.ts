@@ -27,7 +27,7 @@ import { createAuditLog, type AuditLog } from '../audit/audit-log.ts';
 import { createAuditSink } from '../audit/audit-sink.ts';
 import type { ClientRecord } from '../clients/clients.repository.ts';
 import { ClientInputError, ClientNotFoundError, createClientsService } from '../clients/clients.service.ts';
-import type { ClientStatus } from '../db/schema.ts';
+import type { ClientStatus, ResourceScope } from '../db/schema.ts';
 import { readSecret } from './prompt.ts';
 import { createAdminOperations } from '../admin/operations.ts';
 import type { DB } from '../db/database.ts';
@@ -49,12 +49,16 @@ const USAGE = `Usage: gatehouse <command>
   admin create EMAIL            create an administrator (console sign-in); the password is
                                 prompted for, or read from stdin
   resource add URI --name NAME --scope NAME=DESCRIPTION [--scope …]
+               [--scope-includes BROAD=NARROW[,NARROW…] …]
                [--default-scope NAME …] [--access-token-ttl 10m]
-                                register an MCP server
-  resource edit URI [--name NAME] [--scope NAME=DESCRIPTION …] [--default-scope NAME …]
+                                register an MCP server; --scope-includes declares that scope
+                                BROAD satisfies the narrower scopes NARROW (for resource servers)
+  resource edit URI [--name NAME] [--scope NAME=DESCRIPTION …]
+                [--scope-includes BROAD=NARROW[,NARROW…] …] [--default-scope NAME …]
                 [--access-token-ttl 10m]
                                 change an MCP server (never its URI); --scope replaces the
-                                list; what is not given keeps its value
+                                list; --scope-includes replaces what BROAD includes (BROAD=
+                                for nothing); what is not given keeps its value, includes too
   resource list [--json]        list registered MCP servers
   resource remove URI           unregister an MCP server
   client list [--pending | --status STATUS] [--json]
@@ -256,18 +260,36 @@ async function resourceCommand(config: Config, args: string[]) {
     options: {
       name: { type: 'string' },
       scope: { type: 'string', multiple: true },
+      'scope-includes': { type: 'string', multiple: true },
       'default-scope': { type: 'string', multiple: true },
       'access-token-ttl': { type: 'string' },
       json: { type: 'boolean' },
     },
   });
   const [action, uri] = positionals;
-  const scopesOf = (specs: string[]) =>
+  const scopesOf = (specs: string[]): ResourceScope[] =>
     specs.map((s) => {
       const i = s.indexOf('=');
       if (i <= 0) throw new UsageError(`--scope "${s}" must be NAME=DESCRIPTION`);
       return { name: s.slice(0, i).trim(), description: s.slice(i + 1).trim() };
     });
+  // --scope-includes BROAD=NARROW[,NARROW…]: what BROAD includes, replaced (empty: nothing).
+  const includes = new Map<string, string[]>();
+  for (const spec of values['scope-includes'] ?? []) {
+    const i = spec.indexOf('=');
+    if (i <= 0) throw new UsageError(`--scope-includes "${spec}" must be BROAD=NARROW[,NARROW…]`);
+    const broad = spec.slice(0, i).trim();
+    if (includes.has(broad)) throw new UsageError(`--scope-includes names "${broad}" twice: give everything it includes in one`);
+    includes.set(broad, spec.slice(i + 1).split(/[\s,]+/).filter(Boolean));
+  }
+  /** `scopes` with the --scope-includes applied; every BROAD must be one of them. */
+  const withIncludes = (scopes: ResourceScope[]): ResourceScope[] => {
+    for (const broad of includes.keys()) {
+      if (!scopes.some((s) => s.name === broad)) throw new UsageError(`--scope-includes "${broad}=…": "${broad}" is not one of the MCP server's scopes`);
+    }
+    return scopes.map((s) => (includes.has(s.name) ? { ...s, includes: includes.get(s.name)! } : s));
+  };
+  const describeIncludes = (s: ResourceScope) => (s.includes?.length ? ` (includes ${s.includes.join(', ')})` : '');
   const ttlOf = (value: string) => {
     const ttl = parseDuration(value);
     if (ttl === undefined) throw new UsageError('--access-token-ttl must be a duration such as 600, 10m or 1h');
@@ -285,7 +307,7 @@ async function resourceCommand(config: Config, args: string[]) {
       for (const r of list) {
         process.stdout.write(
           `${r.uri}  ${r.name}  (access tokens ${r.accessTokenTtl}s)\n` +
-            r.scopes.map((s) => `    ${r.defaultScopes.includes(s.name) ? '*' : ' '} ${s.name}: ${s.description}\n`).join(''),
+            r.scopes.map((s) => `    ${r.defaultScopes.includes(s.name) ? '*' : ' '} ${s.name}: ${s.description}${describeIncludes(s)}\n`).join(''),
         );
       }
       return;
@@ -293,22 +315,29 @@ async function resourceCommand(config: Config, args: string[]) {
     if (action === 'add' && uri) {
       const name = values.name;
       if (!name) throw new UsageError('--name is required');
-      const scopes = scopesOf(values.scope ?? []);
+      const scopes = withIncludes(scopesOf(values.scope ?? []));
       const ttl = values['access-token-ttl'] ? ttlOf(values['access-token-ttl']) : config.accessTokenTtl;
       const r = await operationsFor(db, audit).addResource({ uri, name, scopes, defaultScopes: values['default-scope'], accessTokenTtl: ttl }, cliActor());
-      process.stdout.write(`Registered ${r.uri} (${r.name}) with scopes ${r.scopes.map((s) => s.name).join(', ')}.\n`);
+      process.stdout.write(`Registered ${r.uri} (${r.name}) with scopes ${r.scopes.map((s) => `${s.name}${describeIncludes(s)}`).join(', ')}.\n`);
       return;
     }
     if (action === 'edit' && uri) {
       const changes: Partial<UpdateResourceInput> = {};
       if (values.name !== undefined) changes.name = values.name;
-      if (values.scope) changes.scopes = scopesOf(values.scope);
+      if (values.scope || includes.size) {
+        const current = await resources.resolve(uri);
+        if (!current) throw new ResourceNotFoundError(`no resource ${uri} is registered`);
+        // A scope given again with --scope keeps what it includes unless --scope-includes says otherwise.
+        const kept = new Map(current.scopes.map((s) => [s.name, s.includes]));
+        const scopes = values.scope ? scopesOf(values.scope).map((s) => (kept.get(s.name) ? { ...s, includes: kept.get(s.name)! } : s)) : current.scopes;
+        changes.scopes = withIncludes(scopes);
+      }
       if (values['default-scope']) changes.defaultScopes = values['default-scope'];
       if (values['access-token-ttl'] !== undefined) changes.accessTokenTtl = ttlOf(values['access-token-ttl']);
-      if (!Object.keys(changes).length) throw new UsageError('nothing to change: give --name, --scope, --default-scope or --access-token-ttl');
+      if (!Object.keys(changes).length) throw new UsageError('nothing to change: give --name, --scope, --scope-includes, --default-scope or --access-token-ttl');
       const r = await operationsFor(db, audit).updateResource(uri, changes, cliActor());
       process.stdout.write(
-        `Updated ${r.uri} (${r.name}): scopes ${r.scopes.map((s) => s.name).join(', ')}; default scopes ${r.defaultScopes.join(', ')}; access tokens ${r.accessTokenTtl}s.\n`,
+        `Updated ${r.uri} (${r.name}): scopes ${r.scopes.map((s) => `${s.name}${describeIncludes(s)}`).join(', ')}; default scopes ${r.defaultScopes.join(', ')}; access tokens ${r.accessTokenTtl}s.\n`,
       );
       return;
     }

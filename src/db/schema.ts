@@ -57,6 +57,12 @@ export interface ClientMetadataDocumentsTable {
 export interface ResourceScope {
   name: string;
   description: string;
+  /**
+   * The narrower scopes of the same resource that this broader scope satisfies (`notes:admin`
+   * includes `notes:read`), as declared: not the transitive closure. The key is absent when there
+   * are none. Data for resource servers; the authorization server's consent and ceilings ignore it.
+   */
+  includes?: string[];
 }
 
 export interface ResourcesTable {

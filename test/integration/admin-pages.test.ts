@@ -275,6 +275,62 @@ describe('MCP servers', () => {
     expect(await snapshot()).toBe(before);
   });
 
+  test('each scope\'s includes: shown on the list and the edit form, changed by the form, refused with a reason, and escaped', async () => {
+    const notes = 'https://notes.example.com/mcp';
+    const { id } = await app.resources.add({
+      uri: notes,
+      name: 'Notes',
+      scopes: [
+        { name: 'notes:read', description: 'Read your notes' },
+        { name: 'notes:write', description: 'Change your notes' },
+        { name: 'notes:admin', description: 'Administer your notes' },
+      ],
+      accessTokenTtl: 600,
+    });
+    const form = (change: Record<string, string | string[]>) => ({ name: 'Notes', access_token_ttl: '10m', 'includes:notes:read': '', 'includes:notes:write': '', ...change });
+    expect(await (await admin.get(`/servers/${id}`)).text()).toContain('name="includes:notes:admin" value=""');
+
+    const saved = await admin.post(`/servers/${id}`, form({ 'includes:notes:admin': 'notes:read, notes:write' }));
+    expect(saved.status).toBe(303);
+    expect((await app.resources.resolve(notes))!.scopes).toEqual([
+      { name: 'notes:read', description: 'Read your notes' },
+      { name: 'notes:write', description: 'Change your notes' },
+      { name: 'notes:admin', description: 'Administer your notes', includes: ['notes:read', 'notes:write'] },
+    ]);
+    expect(await lastEvent('resource.updated')).toMatchObject({
+      actor: ACTOR,
+      resource: notes,
+      details: { scope_includes: { 'notes:admin': ['notes:read', 'notes:write'] }, previous: { scope_includes: {} } },
+    });
+    expect(await (await admin.get(`/servers/${id}`)).text()).toContain('name="includes:notes:admin" value="notes:read notes:write"');
+    expect(await (await admin.get('/servers')).text()).toMatch(
+      /<code>notes:admin<\/code>( <span class="tag">default<\/span>)? Administer your notes <span class="muted">\(includes <code>notes:read<\/code>, <code>notes:write<\/code>\)<\/span>/,
+    );
+
+    const before = await snapshot();
+    for (const [change, message] of [
+      [{ 'includes:notes:admin': 'notes:read notes:delete' }, 'scope &quot;notes:admin&quot; includes &quot;notes:delete&quot;, which is not one of the resource&#39;s scopes'],
+      [{ 'includes:notes:admin': 'notes:admin' }, 'scope &quot;notes:admin&quot; includes itself'],
+      [{ 'includes:notes:admin': 'notes:read notes:read' }, 'scope &quot;notes:admin&quot; includes &quot;notes:read&quot; twice'],
+      [{ 'includes:notes:admin': 'notes:read notes:write', remove: 'notes:write' }, 'scope &quot;notes:write&quot; cannot be removed while scope &quot;notes:admin&quot; includes it'],
+      [{ 'includes:notes:admin': '"><script>alert(1)</script>' }, 'includes &quot;&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;&quot;, which is not one'],
+    ] as const) {
+      const refused = await admin.post(`/servers/${id}`, form(change));
+      expect(refused.status, JSON.stringify(change)).toBe(400);
+      const html = await refused.text();
+      expect(html).toContain(message);
+      // What was typed stays in the field, escaped.
+      expect(html).toContain(`name="includes:notes:admin" value="${change['includes:notes:admin'].replaceAll('&', '&amp;').replaceAll('"', '&quot;').replaceAll('<', '&lt;').replaceAll('>', '&gt;')}"`);
+      expect(html).not.toContain('<script>');
+    }
+    expect(await snapshot()).toBe(before);
+
+    // An emptied field includes nothing again.
+    expect((await admin.post(`/servers/${id}`, form({ 'includes:notes:admin': ' ' }))).status).toBe(303);
+    expect((await app.resources.resolve(notes))!.scopes[2]).toEqual({ name: 'notes:admin', description: 'Administer your notes' });
+    await app.resources.remove(notes);
+  });
+
   test('removing a scope that a ceiling and a connection use is allowed, with a warning before and after', async () => {
     const id = await serverId(TOOLS);
     // A connection holding tools:run and tools:list, and a client approved for tools:list.

@@ -403,6 +403,62 @@ describe('with PostgreSQL', () => {
     expect(byEvent['grant.revoked']).toMatchObject({ account_id: bob!.id, details: { grant_id: 'cli-grant-1', revoked_rows: 2 } });
   });
 
+  test('resource add and edit with --scope-includes: declared, listed, kept when --scope names the scope again, refused with exit 2', async () => {
+    const uri = 'https://notes.example.com/mcp';
+    const scopesIn = async () => (await query<{ scopes: unknown }>(`select scopes from resources where uri = $1`, [uri]))[0]?.scopes;
+    const added = await gatehouse(
+      ['resource', 'add', 'https://NOTES.example.com/mcp', '--name', 'Notes', '--scope', 'notes:read=Read', '--scope', 'notes:write=Write', '--scope', 'notes:admin=Administer', '--scope-includes', 'notes:admin=notes:read,notes:write'],
+      { env },
+    );
+    expect(added.stderr).toBe('');
+    expect(added.code).toBe(0);
+    expect(added.stdout).toContain('notes:admin (includes notes:read, notes:write)');
+    const [listed, text] = await Promise.all([listResources(), gatehouse(['resource', 'list'], { env })]);
+    expect(listed.find((r) => r.uri === uri)!.scopes).toEqual([
+      { name: 'notes:read', description: 'Read' },
+      { name: 'notes:write', description: 'Write' },
+      { name: 'notes:admin', description: 'Administer', includes: ['notes:read', 'notes:write'] },
+    ]);
+    expect(text.stdout).toMatch(/^ {4}. notes:admin: Administer \(includes notes:read, notes:write\)$/m);
+
+    // Without --scope it changes the existing scopes' includes (BROAD= for none); a scope given again with --scope keeps its includes.
+    const narrowed = await gatehouse(['resource', 'edit', uri, '--scope-includes', 'notes:write=notes:read', '--scope-includes', 'notes:admin=notes:write'], { env });
+    expect(narrowed.stderr).toBe('');
+    expect(narrowed.code).toBe(0);
+    const described = await gatehouse(['resource', 'edit', uri, '--scope', 'notes:read=Read all', '--scope', 'notes:write=Write', '--scope', 'notes:admin=Administer', '--scope-includes', 'notes:write='], { env });
+    expect(described.stderr).toBe('');
+    expect(described.code).toBe(0);
+    const expected = [
+      { name: 'notes:read', description: 'Read all' },
+      { name: 'notes:write', description: 'Write' },
+      { name: 'notes:admin', description: 'Administer', includes: ['notes:write'] },
+    ];
+    expect(await scopesIn()).toEqual(expected);
+
+    const refused = await Promise.all(
+      [
+        ['resource', 'edit', uri, '--scope', 'notes:read=Read', '--scope', 'notes:admin=Administer'],
+        ['resource', 'edit', uri, '--scope-includes', 'notes:admin=notes:delete'],
+        ['resource', 'edit', uri, '--scope-includes', 'notes:admin'],
+        ['resource', 'edit', uri, '--scope-includes', 'notes:delete=notes:read'],
+        ['resource', 'add', 'https://other.example.com', '--name', 'O', '--scope', 'a=A', '--scope-includes', 'a=a'],
+      ].map((args) => gatehouse(args, { env }).then((r) => ({ args, ...r }))),
+    );
+    for (const r of refused) {
+      expect(r.code, r.args.join(' ')).toBe(2);
+      expect(r.stderr, r.args.join(' ')).toMatch(/^gatehouse: [^\n]+\n$/); // one line, no stack trace
+    }
+    expect(refused.map((r) => r.stderr.trim())).toEqual([
+      'gatehouse: scope "notes:write" cannot be removed while scope "notes:admin" includes it: remove it from notes:admin\'s includes as well',
+      'gatehouse: scope "notes:admin" includes "notes:delete", which is not one of the resource\'s scopes',
+      'gatehouse: --scope-includes "notes:admin" must be BROAD=NARROW[,NARROW…]',
+      'gatehouse: --scope-includes "notes:delete=…": "notes:delete" is not one of the MCP server\'s scopes',
+      'gatehouse: scope "a" includes itself',
+    ]);
+    expect(await scopesIn()).toEqual(expected);
+    expect(await query(`select 1 from resources where uri = 'https://other.example.com'`)).toEqual([]);
+  });
+
   test('audit verify: 0 while the chain is intact, 3 naming the row once one was edited', async () => {
     const intact = await gatehouse(['audit', 'verify'], { env });
     expect(intact.stderr).toBe('');
