@@ -203,3 +203,18 @@ describe('scopes an MCP message needs', () => {
     expect(requiredScopesForMcpMessage(message, policy)).toEqual(scopes);
   });
 });
+
+describe('the package export', () => {
+  it('plain Node imports gatehouse/resource-server as JavaScript with its types beside it', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const { existsSync } = await import('node:fs');
+    const root = new URL('../../', import.meta.url);
+    const out = execFileSync(
+      process.execPath,
+      ['--input-type=module', '-e', "const m = await import('gatehouse/resource-server'); console.log(JSON.stringify(Object.keys(m).sort()))"],
+      { cwd: root, encoding: 'utf8' },
+    );
+    expect(JSON.parse(out)).toEqual(expect.arrayContaining(['challenge', 'createResourceServer', 'protectedResourceMetadata', 'verifyAccessToken', 'requireToken', 'koaRequireToken']));
+    expect(existsSync(new URL('dist/resource-server/index.d.ts', root))).toBe(true);
+  });
+});

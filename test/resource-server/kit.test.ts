@@ -287,3 +287,40 @@ describe('adapters', () => {
     }
   });
 });
+
+describe('scopes from Gatehouse\'s registry (the default source)', () => {
+  it('the hierarchy declared at Gatehouse applies at the resource server, and edits reach it', async () => {
+    const uri = 'https://registry-sourced.example.com/mcp';
+    await app.resources.add({
+      uri,
+      name: 'Registry sourced',
+      scopes: [
+        { name: 'docs:read', description: 'Read documents' },
+        { name: 'docs:admin', description: 'Manage documents', includes: ['docs:read'] },
+      ],
+      accessTokenTtl: 600,
+    });
+    const rs = createResourceServer({ issuer: app.issuer, resource: uri, registryMaxAgeSeconds: 0 });
+    const admin = (await obtainTokens(app.issuer, { resource: uri, scope: 'docs:admin' })).tokens.body.access_token;
+    await expect(rs.verify(bearer(admin), { scopes: ['docs:read'] })).resolves.toMatchObject({ scopes: ['docs:admin'] });
+    expect(await rs.metadata()).toEqual({
+      resource: uri,
+      authorization_servers: [app.issuer],
+      scopes_supported: ['docs:read', 'docs:admin'],
+      bearer_methods_supported: ['header'],
+      resource_name: 'Registry sourced',
+    });
+
+    // The administrator removes the include: the next check refuses.
+    await app.resources.edit(uri, { scopes: [{ name: 'docs:read', description: 'Read documents' }, { name: 'docs:admin', description: 'Manage documents' }] });
+    const error = await rs.verify(bearer(admin), { scopes: ['docs:read'] }).catch((e: unknown) => e);
+    expect((error as TokenError).code).toBe('insufficient_scope');
+  });
+
+  it('a resource Gatehouse does not know is a clear error, not a silent pass', async () => {
+    const rs = createResourceServer({ issuer: app.issuer, resource: 'https://unregistered.example.com/mcp' });
+    const error = (await rs.verify(bearer(readToken)).catch((e: unknown) => e)) as TokenError;
+    expect(error.code).toBe('unavailable');
+    expect(error.description).toBe(`https://unregistered.example.com/mcp is not registered at ${app.issuer}: run \`gatehouse resource add https://unregistered.example.com/mcp\``);
+  });
+});
