@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { DB } from '../db/database.ts';
+import { readAhead, readAheadKeys } from '../db/request-cache.ts';
 import { current } from '../db/unit-of-work.ts';
 
 export type Role = 'user' | 'admin';
@@ -61,6 +62,9 @@ export function createAccountsRepository(db: DB) {
     /** Runs on every code exchange and refresh (findAccount): reads no more than it needs. */
     async findActiveById(id: string): Promise<Pick<Account, 'id' | 'email'> | undefined> {
       if (!/^[0-9a-f-]{36}$/i.test(id)) return undefined;
+      // Read ahead with a token request (oidc/token-prefetch.ts): null means absent or disabled.
+      const ahead = readAhead<Pick<Account, 'id' | 'email'>>(readAheadKeys.account(id));
+      if (ahead) return ahead.value ?? undefined;
       return current(db)
         .selectFrom('accounts')
         .select(['id', 'email'])

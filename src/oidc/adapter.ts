@@ -23,6 +23,11 @@ import { looksLikeClientIdUrl, MetadataDocumentError, type MetadataDocuments } f
 import type { TrustPolicy } from '../clients/trust-policy.ts';
 import { metadataFingerprint, noteRecognised } from '../clients/recognition.ts';
 import { requestContext } from '../http/request-context.ts';
+import { asDate, forgetReadAhead, readAhead, readAheadKeys } from '../db/request-cache.ts';
+import type { Selectable } from 'kysely';
+import type { ClientsTable } from '../db/schema.ts';
+
+type ClientsTableRow = Selectable<ClientsTable>;
 
 /** Models whose ids are bearer secrets, stored only as digests. */
 export const HASHED_MODELS = new Set([
@@ -100,6 +105,7 @@ class PayloadAdapter implements Adapter {
   }
 
   async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
+    forgetReadAhead(readAheadKeys.payload(this.model, this.#key(id)));
     const stored: Record<string, unknown> = { ...payload };
     if (this.#hashed) delete stored.jti;
     const expiresAt = expiresIn ? new Date(Date.now() + expiresIn * 1000) : null;
@@ -130,17 +136,22 @@ class PayloadAdapter implements Adapter {
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
-    const row = await current(this.deps.db)
-      .selectFrom('oidc_payloads')
-      .select(['payload', 'consumed_at'])
-      .where('model', '=', this.model)
-      .where('id', '=', this.#key(id))
-      .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', sql<Date>`now()`)]))
-      .executeTakeFirst();
+    // Read ahead with the rest of a token request (oidc/token-prefetch.ts), or from the database.
+    const ahead = readAhead<{ payload: AdapterPayload; consumed_at: unknown }>(readAheadKeys.payload(this.model, this.#key(id)));
+    const row = ahead
+      ? ahead.value
+      : await current(this.deps.db)
+          .selectFrom('oidc_payloads')
+          .select(['payload', 'consumed_at'])
+          .where('model', '=', this.model)
+          .where('id', '=', this.#key(id))
+          .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', sql<Date>`now()`)]))
+          .executeTakeFirst();
     if (!row) return undefined;
-    const payload = row.payload as AdapterPayload;
+    const payload = { ...row.payload } as AdapterPayload;
     if (this.#hashed) payload.jti = id;
-    if (row.consumed_at) payload.consumed = Math.floor(row.consumed_at.getTime() / 1000);
+    const consumedAt = asDate(row.consumed_at);
+    if (consumedAt) payload.consumed = Math.floor(consumedAt.getTime() / 1000);
     return payload;
   }
 
@@ -160,6 +171,7 @@ class PayloadAdapter implements Adapter {
   }
 
   async consume(id: string): Promise<void> {
+    forgetReadAhead(readAheadKeys.payload(this.model, this.#key(id)));
     const result = await current(this.deps.db)
       .updateTable('oidc_payloads')
       .set({ consumed_at: sql<Date>`now()` })
@@ -175,6 +187,7 @@ class PayloadAdapter implements Adapter {
 
   async destroy(id: string): Promise<void> {
     markRevoked();
+    forgetReadAhead(readAheadKeys.payload(this.model, this.#key(id)));
     await current(this.deps.db)
       .deleteFrom('oidc_payloads')
       .where('model', '=', this.model)
@@ -184,6 +197,7 @@ class PayloadAdapter implements Adapter {
 
   async revokeByGrantId(grantId: string): Promise<void> {
     markRevoked();
+    forgetReadAhead('payload:*');
     await current(this.deps.db)
       .deleteFrom('oidc_payloads')
       .where('model', '=', this.model)
@@ -203,6 +217,7 @@ class ClientAdapter implements Adapter {
 
   /** Dynamic registration (RFC 7591) and its updates. A new client is recorded with who registered it, pending unless trusted. */
   async upsert(id: string, payload: AdapterPayload): Promise<void> {
+    forgetReadAhead(readAheadKeys.client(id));
     const { client_secret: secret, ...metadata } = payload as AdapterPayload & { client_secret?: string };
     // A secret the adapter handed out is already a digest (an update of a stored client): keep it.
     const secretHash = typeof secret === 'string' ? (isSecretDigest(secret) ? secret.slice(SECRET_DIGEST_PREFIX.length) : hashClientSecret(secret)) : null;
@@ -246,11 +261,15 @@ class ClientAdapter implements Adapter {
   async find(id: string): Promise<AdapterPayload | undefined> {
     // A URL client_id names a metadata document; registered clients never have URL ids.
     if (looksLikeClientIdUrl(id)) return this.#findByDocument(id);
-    const row = await current(this.deps.db)
-      .selectFrom('clients')
-      .select(['metadata', 'client_secret_enc', 'client_secret_hash', 'status', 'ceiling', 'registration_method'])
-      .where('client_id', '=', id)
-      .executeTakeFirst();
+    type ClientRow = Pick<ClientsTableRow, 'metadata' | 'client_secret_enc' | 'client_secret_hash' | 'status' | 'ceiling' | 'registration_method'>;
+    const ahead = readAhead<ClientRow>(readAheadKeys.client(id));
+    const row: ClientRow | undefined | null = ahead
+      ? ahead.value
+      : await current(this.deps.db)
+          .selectFrom('clients')
+          .select(['metadata', 'client_secret_enc', 'client_secret_hash', 'status', 'ceiling', 'registration_method'])
+          .where('client_id', '=', id)
+          .executeTakeFirst();
     if (!row || row.registration_method !== 'dcr') return undefined;
     rememberClientPolicy(id, { status: row.status, ceiling: row.ceiling });
     const payload = { ...row.metadata } as AdapterPayload & { client_secret?: string };

@@ -24,6 +24,7 @@ import type { ResourcesService } from '../resources/resources.service.ts';
 import { createAdapterFactory, installHashedClientSecrets } from './adapter.ts';
 import { createGrantsRepository } from './grants.repository.ts';
 import { tokenRateLimit } from './token-rate-limit.ts';
+import { createTokenPrefetch } from './token-prefetch.ts';
 import { recognisedInThisRequest } from '../clients/recognition.ts';
 import type { RateLimiter } from '../http/rate-limit.ts';
 import { createResourceIndicatorsFeature, installResourceCanonicalization } from './resource-indicators.ts';
@@ -374,7 +375,7 @@ export function createProvider(deps: ProviderDeps): Provider {
   });
 
   // Before the token request's transaction, so that refused attempts count too.
-  provider.use(tokenRateLimit({ limiter: deps.limiter, perMinute: config.tokenRequestsPerMinute, path: ROUTES.token }));
+  provider.use(tokenRateLimit({ limiter: deps.limiter, perMinute: config.tokenRequestsPerMinute, path: ROUTES.token, prefetch: createTokenPrefetch(deps.db) }));
 
   provider.use(async (ctx, next) => {
     // Token, registration and revocation requests are all-or-nothing.

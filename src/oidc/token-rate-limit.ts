@@ -13,6 +13,7 @@ import { decodeJwt } from 'jose';
 import type { Context, Next } from 'koa';
 import { peekBody } from '../http/peek-body.ts';
 import type { RateLimiter } from '../http/rate-limit.ts';
+import type { PrefetchRequest, TokenPrefetch } from './token-prefetch.ts';
 
 /** oidc-provider refuses larger bodies itself (56 KiB). */
 const MAX_PEEK = 56 * 1024;
@@ -43,15 +44,29 @@ export function clientIdOfTokenRequest(authorization: string | undefined, body: 
   return undefined;
 }
 
-export function tokenRateLimit(deps: { limiter: RateLimiter; perMinute: number; path: string }) {
+/** The credential a token request presents, by grant type. */
+function presentedToken(body: URLSearchParams | undefined): PrefetchRequest['token'] {
+  const grant = body?.get('grant_type');
+  if (grant === 'refresh_token' && body?.get('refresh_token')) return { model: 'RefreshToken', value: body.get('refresh_token')! };
+  if (grant === 'authorization_code' && body?.get('code')) return { model: 'AuthorizationCode', value: body.get('code')! };
+  return undefined;
+}
+
+export function tokenRateLimit(deps: { limiter: RateLimiter; perMinute: number; path: string; prefetch?: TokenPrefetch | undefined }) {
   return async function tokenRateLimit(ctx: Context, next: Next): Promise<void> {
     if (ctx.method !== 'POST' || ctx.path !== deps.path) return next();
     const raw = ctx.is('application/x-www-form-urlencoded') ? await peekBody(ctx.req, MAX_PEEK) : undefined;
-    const clientId = clientIdOfTokenRequest(ctx.get('authorization') || undefined, raw ? new URLSearchParams(raw.toString('utf8')) : undefined);
+    const body = raw ? new URLSearchParams(raw.toString('utf8')) : undefined;
+    const clientId = clientIdOfTokenRequest(ctx.get('authorization') || undefined, body);
     if (clientId === undefined) return next();
     // A digest keeps the key short whatever a client sends as its id.
     const key = `token-client:${createHash('sha256').update(clientId).digest('base64url')}`;
-    const limit = await deps.limiter.hit(key, deps.perMinute, 60);
+    // With the request's reads folded into the same round trip when it redeems a code or refresh token.
+    const token = presentedToken(body);
+    const limit =
+      deps.prefetch && token
+        ? await deps.prefetch({ clientId, token, rateLimit: { key, limit: deps.perMinute, windowSeconds: 60 } })
+        : await deps.limiter.hit(key, deps.perMinute, 60);
     if (!limit.allowed) {
       ctx.status = 429;
       ctx.set('Retry-After', String(limit.retryAfter));

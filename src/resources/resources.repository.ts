@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { DB } from '../db/database.ts';
 import type { ResourceScope } from '../db/schema.ts';
+import { asDate, readAhead, readAheadKeys } from '../db/request-cache.ts';
 import { current } from '../db/unit-of-work.ts';
 
 export interface Resource {
@@ -17,6 +18,12 @@ export type NewResource = Omit<Resource, 'id' | 'createdAt'>;
 
 /** What may change about a registered resource: everything but its URI. */
 export type ResourceChanges = Omit<NewResource, 'uri'>;
+
+/** The registry as read ahead with a token request (oidc/token-prefetch.ts): JSON rows, timestamps as strings. */
+function readAheadResources(): Resource[] | undefined {
+  const ahead = readAhead<Parameters<typeof toResource>[0][]>(readAheadKeys.resources);
+  return ahead ? (ahead.value ?? []).map((row) => toResource({ ...row, created_at: asDate(row.created_at)! })) : undefined;
+}
 
 function toResource(row: {
   id: string;
@@ -41,10 +48,14 @@ function toResource(row: {
 export function createResourcesRepository(db: DB) {
   return {
     async list(): Promise<Resource[]> {
+      const ahead = readAheadResources();
+      if (ahead) return ahead;
       const rows = await current(db).selectFrom('resources').selectAll().orderBy('uri').execute();
       return rows.map(toResource);
     },
     async findByUri(uri: string): Promise<Resource | undefined> {
+      const ahead = readAheadResources();
+      if (ahead) return ahead.find((r) => r.uri === uri);
       const row = await current(db).selectFrom('resources').selectAll().where('uri', '=', uri).executeTakeFirst();
       return row && toResource(row);
     },
