@@ -6,7 +6,7 @@
  */
 import type { Logger } from 'pino';
 import type { DB } from '../db/database.ts';
-import { current, onCommit } from '../db/unit-of-work.ts';
+import { onCommit, write } from '../db/unit-of-work.ts';
 import type { AuditSink } from './audit-sink.ts';
 import { requestContext } from '../http/request-context.ts';
 
@@ -81,17 +81,21 @@ export function createAuditLog(deps: { db: DB; logger?: Logger | undefined; sink
         user_agent: context?.userAgent ?? null,
         request_id: context?.requestId ?? null,
       };
-      const row = await current(deps.db)
-        .insertInto('audit_events')
-        .values({ ...fields, details: JSON.stringify(event.details ?? {}) })
-        .returning(['id', 'occurred_at', 'hash'])
-        .executeTakeFirstOrThrow();
       const { sink } = deps;
-      if (sink) {
+      const stream = (row: Record<string, unknown>) => {
+        if (!sink) return;
         // Only what was committed reaches the SIEM (docs/audit-events.md lists the fields).
-        const line = { type: 'gatehouse.audit', id: String(row.id), occurred_at: row.occurred_at.toISOString(), ...fields, details: event.details ?? {}, hash: row.hash };
+        const occurredAt = row.occurred_at instanceof Date ? row.occurred_at : new Date(String(row.occurred_at));
+        const line = { type: 'gatehouse.audit', id: String(row.id), occurred_at: occurredAt.toISOString(), ...fields, details: event.details ?? {}, hash: row.hash };
         onCommit(() => sink.write(line));
-      }
+      };
+      // Now, or (a token request) with the request's other writes in one statement.
+      const rows = await write(
+        deps.db,
+        (db) => db.insertInto('audit_events').values({ ...fields, details: JSON.stringify(event.details ?? {}) }).returning(['id', 'occurred_at', 'hash']),
+        { audit: true, onRows: (queued) => queued[0] && stream(queued[0]) },
+      );
+      if (rows?.[0]) stream(rows[0]);
       deps.logger?.info({ audit: event.event, client_id: event.clientId, account_id: event.accountId, request_id: context?.requestId }, event.event);
     },
 

@@ -6,12 +6,31 @@
  * §4.14.2 asks for reuse detection, not for burning tokens on server faults).
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { ControlledTransaction } from 'kysely';
+import { CompiledQuery, type Compilable, type ControlledTransaction, type KyselyPlugin } from 'kysely';
 import type { DB } from './database.ts';
 import type { Database } from './schema.ts';
 
+/** A write held back until the end of a deferred unit of work (see {@link inDeferredUnitOfWork}). */
+interface QueuedWrite {
+  query: CompiledQuery;
+  /** The write must touch a row (its query RETURNs them), or the whole batch is refused with this message. */
+  gate?: string | undefined;
+  /** Receives the rows the write RETURNs, once it has run. */
+  onRows?: ((rows: Record<string, unknown>[]) => void) | undefined;
+  /** An audit row: at most one of them may share a statement (the chain trigger must see the previous one). */
+  audit?: boolean | undefined;
+}
+
+/** A batch was refused because a gated write touched no row (e.g. a concurrent redemption won). */
+export class WriteGateError extends Error {
+  override readonly name = 'WriteGateError';
+}
+
 export interface UnitOfWork {
-  trx: ControlledTransaction<Database>;
+  /** The transaction (immediate units of work). */
+  trx?: ControlledTransaction<Database> | undefined;
+  /** Writes held back to run in one statement at the end (deferred units of work). */
+  deferred?: QueuedWrite[] | undefined;
   /** Set when something was revoked (reuse detection): that must be kept even if the request fails. */
   revoked: boolean;
   /** Run after a successful commit (e.g. streaming audit events): never for rolled-back work. */
@@ -20,9 +39,53 @@ export interface UnitOfWork {
 
 const storage = new AsyncLocalStorage<UnitOfWork>();
 
-/** The executor to use now: the request's transaction when there is one, else the database. */
+/** Refuses every statement but a read: writes in a deferred unit of work must go through {@link write}. */
+const readOnlyPlugin: KyselyPlugin = {
+  transformQuery(args) {
+    if (args.node.kind !== 'SelectQueryNode' && args.node.kind !== 'RawNode') {
+      throw new Error(`a ${args.node.kind} ran directly inside a deferred unit of work: route it through write()`);
+    }
+    return args.node;
+  },
+  async transformResult(args) {
+    return args.result;
+  },
+};
+const readOnly = new WeakMap<DB, DB>();
+
+/**
+ * The executor to use now: the request's transaction when there is one; in a deferred unit of
+ * work, the database for reads only; else the database.
+ */
 export function current(db: DB): DB {
-  return (storage.getStore()?.trx as DB | undefined) ?? db;
+  const uow = storage.getStore();
+  if (uow?.trx) return uow.trx as unknown as DB;
+  if (uow?.deferred) {
+    let guarded = readOnly.get(db);
+    if (!guarded) readOnly.set(db, (guarded = db.withPlugin(readOnlyPlugin)));
+    return guarded;
+  }
+  return db;
+}
+
+/**
+ * Runs a write now (in the current transaction, if any) and returns the rows it RETURNs; or, in a
+ * deferred unit of work, queues it and returns undefined (its rows go to `onRows` when it runs).
+ * A `gate` write must RETURN the rows it touched: when it runs now the caller checks them; when it
+ * is queued, touching none refuses the whole batch.
+ */
+export async function write(
+  db: DB,
+  build: (executor: DB) => Compilable & { execute(): Promise<unknown> },
+  options: { gate?: string; onRows?: (rows: Record<string, unknown>[]) => void; audit?: boolean } = {},
+): Promise<Record<string, unknown>[] | undefined> {
+  const uow = storage.getStore();
+  if (uow?.deferred) {
+    uow.deferred.push({ query: build(db).compile(), gate: options.gate, onRows: options.onRows, audit: options.audit });
+    return undefined;
+  }
+  const result = await build(current(db)).execute();
+  return Array.isArray(result) ? (result as Record<string, unknown>[]) : [];
 }
 
 export function currentUnitOfWork(): UnitOfWork | undefined {
@@ -50,8 +113,81 @@ export async function inUnitOfWork<T>(db: DB, work: () => Promise<T>, succeeded:
   return result;
 }
 
+/**
+ * Like {@link inUnitOfWork}, with the writes held back and sent at the end in ONE statement
+ * (data-modifying CTEs: atomic on their own, no BEGIN/COMMIT round trips). Reads go straight to the
+ * database (a token request's reads were read ahead: oidc/token-prefetch.ts). A gated write that
+ * touches no row aborts the statement, and `refused()` turns the answer into an error. Only for work
+ * whose every write goes through {@link write}: anything else is refused loudly (read-only executor).
+ */
+export async function inDeferredUnitOfWork<T>(db: DB, work: () => Promise<T>, succeeded: (result: T) => boolean, refused: (error: WriteGateError) => void): Promise<T> {
+  if (storage.getStore()) return work();
+  const uow: UnitOfWork = { deferred: [], revoked: false, afterCommit: [] };
+  let result: T;
+  try {
+    result = await storage.run(uow, work);
+  } catch (err) {
+    if (uow.revoked) await flush(db, uow);
+    throw err;
+  }
+  if (succeeded(result) || uow.revoked) {
+    try {
+      await flush(db, uow);
+    } catch (err) {
+      if (!(err instanceof WriteGateError)) throw err;
+      refused(err);
+    }
+  }
+  return result;
+}
+
+const GATE_FAILED = 'GH001';
+
+async function flush(db: DB, uow: UnitOfWork): Promise<void> {
+  const queue = uow.deferred!;
+  if (queue.length === 0) return runHooks(uow);
+  if (queue.filter((q) => q.audit).length > 1) {
+    // Two audit rows cannot share a statement (the chain trigger reads the previous row): one transaction instead.
+    await inUnitOfWork(db, async () => {
+      for (const q of queue) {
+        const { rows } = await current(db).executeQuery(q.query);
+        if (q.gate && rows.length === 0) throw new WriteGateError(q.gate);
+        q.onRows?.(rows as Record<string, unknown>[]);
+      }
+    }, () => true);
+    return runHooks(uow);
+  }
+  const parameters: unknown[] = [];
+  const ctes: string[] = [];
+  const selects: string[] = [];
+  queue.forEach((q, i) => {
+    const offset = parameters.length;
+    ctes.push(`w${i} AS (${q.query.sql.replace(/\$(\d+)/g, (_m, n: string) => `$${Number(n) + offset}`)})`);
+    parameters.push(...q.query.parameters);
+    if (q.gate) {
+      parameters.push(q.gate);
+      selects.push(`gatehouse_assert(EXISTS (SELECT 1 FROM w${i}), $${parameters.length}) AS g${i}`);
+    }
+    if (q.onRows) selects.push(`(SELECT coalesce(json_agg(w${i}), '[]'::json) FROM w${i}) AS r${i}`);
+  });
+  let row: Record<string, unknown>;
+  try {
+    const { rows } = await db.executeQuery(CompiledQuery.raw(`WITH ${ctes.join(', ')} SELECT ${selects.join(', ') || '1 AS done'}`, parameters));
+    row = rows[0] as Record<string, unknown>;
+  } catch (err) {
+    if ((err as { code?: string }).code === GATE_FAILED) throw new WriteGateError((err as Error).message);
+    throw err;
+  }
+  queue.forEach((q, i) => q.onRows?.((row[`r${i}`] as Record<string, unknown>[] | undefined) ?? []));
+  runHooks(uow);
+}
+
 async function commit(uow: UnitOfWork): Promise<void> {
-  await uow.trx.commit().execute();
+  await uow.trx!.commit().execute();
+  runHooks(uow);
+}
+
+function runHooks(uow: UnitOfWork): void {
   for (const hook of uow.afterCommit) {
     try {
       hook();

@@ -14,7 +14,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { sql } from 'kysely';
 import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 import type { DB } from '../db/database.ts';
-import { current, currentUnitOfWork } from '../db/unit-of-work.ts';
+import { current, currentUnitOfWork, write } from '../db/unit-of-work.ts';
 import type { SecretBox } from '../keys/secret-box.ts';
 import { rememberClientPolicy } from '../clients/client-policy.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
@@ -119,20 +119,21 @@ class PayloadAdapter implements Adapter {
       client_id: payload.clientId ?? null,
       expires_at: expiresAt,
     };
-    await current(this.deps.db)
-      .insertInto('oidc_payloads')
-      .values(row)
-      .onConflict((oc) =>
-        oc.columns(['model', 'id']).doUpdateSet({
-          payload: row.payload,
-          grant_id: row.grant_id,
-          uid: row.uid,
-          account_id: row.account_id,
-          client_id: row.client_id,
-          expires_at: row.expires_at,
-        }),
-      )
-      .execute();
+    await write(this.deps.db, (db) =>
+      db
+        .insertInto('oidc_payloads')
+        .values(row)
+        .onConflict((oc) =>
+          oc.columns(['model', 'id']).doUpdateSet({
+            payload: row.payload,
+            grant_id: row.grant_id,
+            uid: row.uid,
+            account_id: row.account_id,
+            client_id: row.client_id,
+            expires_at: row.expires_at,
+          }),
+        ),
+    );
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
@@ -172,37 +173,36 @@ class PayloadAdapter implements Adapter {
 
   async consume(id: string): Promise<void> {
     forgetReadAhead(readAheadKeys.payload(this.model, this.#key(id)));
-    const result = await current(this.deps.db)
-      .updateTable('oidc_payloads')
-      .set({ consumed_at: sql<Date>`now()` })
-      .where('model', '=', this.model)
-      .where('id', '=', this.#key(id))
-      .where('consumed_at', 'is', null)
-      .executeTakeFirst();
-    if (result.numUpdatedRows === 0n) {
+    const used = `${this.model === 'RefreshToken' ? 'refresh token' : 'grant'} already used`;
+    const rows = await write(
+      this.deps.db,
+      (db) =>
+        db
+          .updateTable('oidc_payloads')
+          .set({ consumed_at: sql<Date>`now()` })
+          .where('model', '=', this.model)
+          .where('id', '=', this.#key(id))
+          .where('consumed_at', 'is', null)
+          .returning('id'),
+      // Queued with the request's other writes, a consumption that finds nothing refuses them all.
+      { gate: used },
+    );
+    if (rows && rows.length === 0) {
       // Lost a race with a concurrent redemption (or the row is gone): never a second success.
-      throw new errors.InvalidGrant(`${this.model === 'RefreshToken' ? 'refresh token' : 'grant'} already used`);
+      throw new errors.InvalidGrant(used);
     }
   }
 
   async destroy(id: string): Promise<void> {
     markRevoked();
     forgetReadAhead(readAheadKeys.payload(this.model, this.#key(id)));
-    await current(this.deps.db)
-      .deleteFrom('oidc_payloads')
-      .where('model', '=', this.model)
-      .where('id', '=', this.#key(id))
-      .execute();
+    await write(this.deps.db, (db) => db.deleteFrom('oidc_payloads').where('model', '=', this.model).where('id', '=', this.#key(id)));
   }
 
   async revokeByGrantId(grantId: string): Promise<void> {
     markRevoked();
     forgetReadAhead('payload:*');
-    await current(this.deps.db)
-      .deleteFrom('oidc_payloads')
-      .where('model', '=', this.model)
-      .where('grant_id', '=', grantId)
-      .execute();
+    await write(this.deps.db, (db) => db.deleteFrom('oidc_payloads').where('model', '=', this.model).where('grant_id', '=', grantId));
   }
 }
 

@@ -17,14 +17,14 @@ import type { FetchedDocument } from '../clients/safe-fetch.ts';
 import { normalizeClientMetadata } from '../clients/redirect-uris.ts';
 import type { Config } from '../config/config.ts';
 import type { DB } from '../db/database.ts';
-import { currentUnitOfWork, inUnitOfWork } from '../db/unit-of-work.ts';
+import { currentUnitOfWork, inDeferredUnitOfWork, inUnitOfWork } from '../db/unit-of-work.ts';
 import type { KeyMaterial } from '../keys/keys.service.ts';
 import type { SecretBox } from '../keys/secret-box.ts';
 import type { ResourcesService } from '../resources/resources.service.ts';
 import { createAdapterFactory, installHashedClientSecrets } from './adapter.ts';
 import { createGrantsRepository } from './grants.repository.ts';
 import { tokenRateLimit } from './token-rate-limit.ts';
-import { createTokenPrefetch } from './token-prefetch.ts';
+import { createTokenPrefetch, tokenRequestIsDeferrable } from './token-prefetch.ts';
 import { recognisedInThisRequest } from '../clients/recognition.ts';
 import type { RateLimiter } from '../http/rate-limit.ts';
 import { createResourceIndicatorsFeature, installResourceCanonicalization } from './resource-indicators.ts';
@@ -379,6 +379,24 @@ export function createProvider(deps: ProviderDeps): Provider {
 
   provider.use(async (ctx, next) => {
     // Token, registration and revocation requests are all-or-nothing.
+    if (ctx.method === 'POST' && ctx.path === ROUTES.token && tokenRequestIsDeferrable()) {
+      // A redemption by a registered client: its writes (consume, the rotated token, the audit row)
+      // go to the database as one statement once oidc-provider is done; if a concurrent redemption
+      // consumed the code or token first, that statement stores nothing and the answer is invalid_grant.
+      await inDeferredUnitOfWork(
+        deps.db,
+        async () => {
+          await next();
+          await auditOutcome(ctx as KoaContextWithOIDC);
+        },
+        () => ctx.status < 400,
+        () => {
+          ctx.status = 400;
+          ctx.body = { error: 'invalid_grant', error_description: 'grant request is invalid' };
+        },
+      );
+      return;
+    }
     if (ctx.method === 'POST' && TRANSACTIONAL.has(ctx.path as never)) {
       await inUnitOfWork(
         deps.db,

@@ -12,13 +12,15 @@
  * writes (consume, the rotated token, the audit event) remain, in one transaction.
  *
  * Before: 11 statements per refresh (limit, BEGIN, client, token, grant, account, consume, insert,
- * resource, audit, COMMIT). After: 6 (this one, BEGIN, consume, insert, audit, COMMIT).
+ * resource, audit, COMMIT). With this read-ahead: 6 (this one, BEGIN, consume, insert, audit,
+ * COMMIT). With the writes sent as one statement too (db/unit-of-work.ts, deferred units of work): 2.
  */
 import { createHash } from 'node:crypto';
 import { sql } from 'kysely';
 import type { DB } from '../db/database.ts';
 import { primeReadAhead, readAheadKeys } from '../db/request-cache.ts';
 import type { RateLimitResult } from '../http/rate-limit.ts';
+import { requestContext } from '../http/request-context.ts';
 
 export interface PrefetchRequest {
   clientId: string;
@@ -37,6 +39,13 @@ interface Row {
   grant: { payload: Record<string, unknown>; consumed_at: string | null } | null;
   account: { id: string; email: string } | null;
   resources: Record<string, unknown>[] | null;
+}
+
+const DEFERRABLE = 'token-request:deferrable';
+
+/** Whether this token request was read ahead and may send its writes in one statement. */
+export function tokenRequestIsDeferrable(): boolean {
+  return requestContext()?.memo.get(DEFERRABLE) === true;
 }
 
 export function createTokenPrefetch(db: DB) {
@@ -86,6 +95,10 @@ export function createTokenPrefetch(db: DB) {
       if (row.token?.account_id) entries.push([readAheadKeys.account(row.token.account_id), row.account]);
     }
     primeReadAhead(entries);
+    // A registered client's code or refresh-token redemption writes only through the adapter and
+    // the audit log: it can send its writes as one statement (db/unit-of-work.ts). Metadata-document
+    // clients may record themselves during the request, so they keep an ordinary transaction.
+    if (readClient) requestContext()?.memo.set(DEFERRABLE, true);
     return row.hits <= request.rateLimit.limit ? { allowed: true, retryAfter: 0 } : { allowed: false, retryAfter: Math.max(1, row.remaining) };
   };
 }

@@ -89,6 +89,13 @@ describe('reuse detection', () => {
     const results = await Promise.all([0, 1, 2].map(() => refresh(client.client_id, tokens.body.refresh_token)));
     expect(results.map((r) => r.status).sort()).toEqual([200, 400, 400]);
     for (const r of results.filter((x) => x.status === 400)) expect(r.body.error).toBe('invalid_grant');
+    // The losers stored nothing: one token.refreshed row. (A loser that read the token after the
+    // winner's commit is a replay and revokes the grant; one that read it before loses the race at
+    // the conditional consume. Both are refused; neither stores a successor.)
+    const refreshed = await app.db.selectFrom('audit_events').select('id').where('event', '=', 'token.refreshed').where('client_id', '=', client.client_id).execute();
+    expect(refreshed).toHaveLength(1);
+    const successors = await app.db.selectFrom('oidc_payloads').select('id').where('model', '=', 'RefreshToken').where('client_id', '=', client.client_id).where('consumed_at', 'is', null).execute();
+    expect(successors.length).toBeLessThanOrEqual(1);
   });
 });
 

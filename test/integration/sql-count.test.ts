@@ -1,10 +1,11 @@
 /**
  * Round trips per token request, counted from the query log: deterministic, unlike timings. A
  * regression that adds a query to the hot path fails here. (Issue 6 will lower these.)
- * 6 (issue 6's ceiling): one read-ahead statement (the per-client rate-limit counter, the client,
- * the code or refresh token, its grant, its account and the registry: oidc/token-prefetch.ts),
- * then BEGIN, consume, the rotated refresh token, the audit row (`token.refreshed` /
- * `token.issued`), COMMIT. Before the read-ahead it was 11. The client's approval status and ceiling cost nothing: they come with
+ * 2 (issue 6 asks for at most 6): one read-ahead statement (the per-client rate-limit counter, the
+ * client, the code or refresh token, its grant, its account and the registry:
+ * oidc/token-prefetch.ts), then one write statement carrying the consumption, the rotated refresh
+ * token and the audit row (`token.refreshed` / `token.issued`) as data-modifying CTEs, atomic
+ * without BEGIN/COMMIT (db/unit-of-work.ts). It was 11 before either. The client's approval status and ceiling cost nothing: they come with
  * the client row.
  */
 import { afterAll, beforeAll, expect, test } from 'vitest';
@@ -32,10 +33,15 @@ test('one refresh with rotation', async () => {
   expect(r.status).toBe(200);
   const n = counted(app.database.queries);
   console.log(`refresh: ${n.all} statements (${n.work} excluding BEGIN/COMMIT):\n  ${app.database.queries.join('\n  ')}`);
-  expect(n.all).toBe(6);
+  expect(n.all).toBe(2);
   expect(app.database.queries.filter((q) => /insert into "audit_events"/i.test(q))).toHaveLength(1);
   expect(app.database.queries.filter((q) => /insert into "?rate_limit_counters"?/i.test(q))).toHaveLength(1);
-  expect(app.database.queries.filter((q) => /^\s*(begin|commit)/i.test(q))).toHaveLength(2);
+  expect(app.database.queries.filter((q) => /^\s*(begin|commit)/i.test(q))).toHaveLength(0);
+  // The write statement: consumption (gated), the new refresh token, the audit row.
+  const writes = app.database.queries[1]!;
+  expect(writes).toMatch(/^WITH w0 AS \(update "oidc_payloads" set "consumed_at" = now\(\)/);
+  expect(writes).toMatch(/insert into "oidc_payloads"/);
+  expect(writes).toMatch(/gatehouse_assert\(EXISTS \(SELECT 1 FROM w0\)/);
 });
 
 test('one authorization code exchange', async () => {
@@ -46,8 +52,13 @@ test('one authorization code exchange', async () => {
   expect(r.status).toBe(200);
   const n = counted(app.database.queries);
   console.log(`code exchange: ${n.all} statements (${n.work} excluding BEGIN/COMMIT):\n  ${app.database.queries.join('\n  ')}`);
-  expect(n.all).toBe(6);
+  expect(n.all).toBe(2);
   expect(app.database.queries.filter((q) => /insert into "audit_events"/i.test(q))).toHaveLength(1);
   expect(app.database.queries.filter((q) => /insert into "?rate_limit_counters"?/i.test(q))).toHaveLength(1);
-  expect(app.database.queries.filter((q) => /^\s*(begin|commit)/i.test(q))).toHaveLength(2);
+  expect(app.database.queries.filter((q) => /^\s*(begin|commit)/i.test(q))).toHaveLength(0);
+  // The write statement: consumption (gated), the new refresh token, the audit row.
+  const writes = app.database.queries[1]!;
+  expect(writes).toMatch(/^WITH w0 AS \(update "oidc_payloads" set "consumed_at" = now\(\)/);
+  expect(writes).toMatch(/insert into "oidc_payloads"/);
+  expect(writes).toMatch(/gatehouse_assert\(EXISTS \(SELECT 1 FROM w0\)/);
 });
