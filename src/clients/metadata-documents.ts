@@ -8,7 +8,7 @@
  * errors and invalid documents are never cached, §4.4), so every instance sees the same document
  * and a restart does not refetch. Concurrent misses for one URL in one process share one fetch.
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
+import { requestContext } from '../http/request-context.ts';
 import { sql } from 'kysely';
 import type { DB } from '../db/database.ts';
 import { current } from '../db/unit-of-work.ts';
@@ -127,7 +127,6 @@ export function createMetadataDocuments(deps: MetadataDocumentsDeps) {
   const inFlight = new Map<string, Promise<ResolvedDocument>>();
   // One answer per document per request: oidc-provider looks a client up more than once in a
   // request (again when rendering an error), and a failing fetch must not be retried within it.
-  const requestScope = new AsyncLocalStorage<Map<string, Promise<ResolvedDocument>>>();
 
   async function lookup(id: string): Promise<ResolvedDocument> {
     const problem = clientIdUrlProblem(id);
@@ -186,18 +185,16 @@ export function createMetadataDocuments(deps: MetadataDocumentsDeps) {
   return {
     /** The document's metadata for `id`, from the shared cache or freshly fetched. Throws MetadataDocumentError. */
     async resolve(id: string): Promise<ResolvedDocument> {
-      const memo = requestScope.getStore();
-      let answer = memo?.get(id);
+      // One resolution per HTTP request (oidc-provider looks a client up twice on its error path).
+      const memo = requestContext()?.memo;
+      const key = `metadata-document:${id}`;
+      let answer = memo?.get(key) as Promise<ResolvedDocument> | undefined;
       if (!answer) {
         answer = lookup(id);
-        memo?.set(id, answer);
+        memo?.set(key, answer);
       }
       const { metadata, fresh } = await answer;
       return { metadata: { ...metadata }, fresh };
-    },
-    /** Runs `work` (one HTTP request) with its own memo of resolved documents. */
-    withinRequest<T>(work: () => Promise<T>): Promise<T> {
-      return requestScope.run(new Map(), work);
     },
   };
 }

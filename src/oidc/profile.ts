@@ -353,10 +353,6 @@ export function createProvider(deps: ProviderDeps): Provider {
     }
   }
 
-  if (deps.metadataDocuments) {
-    const documents = deps.metadataDocuments;
-    provider.use((_ctx, next) => documents.withinRequest(next));
-  }
 
   // Abuse controls before a registration is even parsed (clients/registration-guard.ts).
   provider.use(async (ctx, next) => {
