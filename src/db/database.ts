@@ -2,6 +2,7 @@
  * Opens the database: PostgreSQL through `pg` when a URL is given, otherwise the embedded PGlite
  * persisted under a data folder (or in memory, for tests).
  */
+import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Kysely, PostgresDialect, type LogEvent } from 'kysely';
@@ -10,6 +11,31 @@ import { PGliteDialect } from './pglite-dialect.ts';
 import type { Database } from './schema.ts';
 
 export type DB = Kysely<Database>;
+
+/**
+ * Statements that start with this comment are sent as named prepared statements on `pg`: parsed and
+ * planned once per connection instead of once per request (PostgreSQL switches them to a generic
+ * plan after five executions). For the hot path only — the token request's read-ahead and write
+ * statements — whose text does not vary with the data.
+ */
+export const PREPARE = '/* prepare */';
+
+/** A `pg` pool whose clients send {@link PREPARE}-marked statements by name. */
+function preparingPool(pool: pg.Pool) {
+  type Client = pg.PoolClient;
+  const named = (text: string) => `gh_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`;
+  const wrap = (client: Client) =>
+    ({
+      query(text: string, values?: unknown[]) {
+        return text.startsWith(PREPARE) ? client.query({ name: named(text), text, values: values as unknown[] }) : client.query(text, values);
+      },
+      release: (err?: Error | boolean) => client.release(err),
+    }) as unknown as Client;
+  return {
+    connect: async () => wrap(await pool.connect()),
+    end: () => pool.end(),
+  };
+}
 
 export interface OpenDatabaseOptions {
   /** PostgreSQL connection string; when absent the embedded database is used. */
@@ -36,7 +62,7 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
     const pool = new pg.Pool({ connectionString: options.url, max: options.poolSize ?? 10 });
     // An idle client that errors (e.g. the server restarted) must not crash the process.
     pool.on('error', () => {});
-    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), ...(log ? { log } : {}) });
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: preparingPool(pool) as unknown as pg.Pool }), ...(log ? { log } : {}) });
     return { db, kind: 'postgres', close: () => db.destroy() };
   }
 

@@ -7,7 +7,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { CompiledQuery, type Compilable, type ControlledTransaction, type KyselyPlugin } from 'kysely';
-import type { DB } from './database.ts';
+import { PREPARE, type DB } from './database.ts';
 import type { Database } from './schema.ts';
 
 /** A write held back until the end of a deferred unit of work (see {@link inDeferredUnitOfWork}). */
@@ -172,7 +172,8 @@ async function flush(db: DB, uow: UnitOfWork): Promise<void> {
   });
   let row: Record<string, unknown>;
   try {
-    const { rows } = await db.executeQuery(CompiledQuery.raw(`WITH ${ctes.join(', ')} SELECT ${selects.join(', ') || '1 AS done'}`, parameters));
+    // Prepared by name: a token request's batch has the same text every time.
+    const { rows } = await db.executeQuery(CompiledQuery.raw(`${PREPARE} WITH ${ctes.join(', ')} SELECT ${selects.join(', ') || '1 AS done'}`, parameters));
     row = rows[0] as Record<string, unknown>;
   } catch (err) {
     if ((err as { code?: string }).code === GATE_FAILED) throw new WriteGateError((err as Error).message);

@@ -17,7 +17,7 @@
  */
 import { createHash } from 'node:crypto';
 import { sql } from 'kysely';
-import type { DB } from '../db/database.ts';
+import { PREPARE, type DB } from '../db/database.ts';
 import { primeReadAhead, readAheadKeys } from '../db/request-cache.ts';
 import type { RateLimitResult } from '../http/rate-limit.ts';
 import { requestContext } from '../http/request-context.ts';
@@ -55,7 +55,7 @@ export function createTokenPrefetch(db: DB) {
     const model = request.token?.model ?? '';
     // Client ids that are URLs name metadata documents, resolved elsewhere (clients/metadata-documents.ts).
     const readClient = !/^https?:/i.test(request.clientId);
-    const { rows } = await sql<Row>`
+    const { rows } = await sql<Row>`${sql.raw(PREPARE)}
       WITH rl AS (
         INSERT INTO rate_limit_counters (key, window_start, hits) VALUES (${request.rateLimit.key}, now(), 1)
         ON CONFLICT (key) DO UPDATE SET

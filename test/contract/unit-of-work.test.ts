@@ -36,7 +36,7 @@ describe('inDeferredUnitOfWork', () => {
     expect(await exists('uow:a')).toBe(true);
     expect(await exists('uow:b')).toBe(true);
     expect(seen).toEqual(['rows:uow:a', 'committed']);
-    expect(database.queries.filter((q) => /rate_limit_counters/.test(q) && /^WITH/.test(q))).toHaveLength(1);
+    expect(database.queries.filter((q) => /rate_limit_counters/.test(q) && /^\/\* prepare \*\/ WITH/.test(q))).toHaveLength(1);
   });
 
   test('a gated write that touches no row refuses the whole batch: nothing is stored, no hook runs', async () => {

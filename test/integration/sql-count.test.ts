@@ -39,7 +39,7 @@ test('one refresh with rotation', async () => {
   expect(app.database.queries.filter((q) => /^\s*(begin|commit)/i.test(q))).toHaveLength(0);
   // The write statement: consumption (gated), the new refresh token, the audit row.
   const writes = app.database.queries[1]!;
-  expect(writes).toMatch(/^WITH w0 AS \(update "oidc_payloads" set "consumed_at" = now\(\)/);
+  expect(writes).toMatch(/^\/\* prepare \*\/ WITH w0 AS \(update "oidc_payloads" set "consumed_at" = now\(\)/);
   expect(writes).toMatch(/insert into "oidc_payloads"/);
   expect(writes).toMatch(/gatehouse_assert\(EXISTS \(SELECT 1 FROM w0\)/);
 });
@@ -58,7 +58,7 @@ test('one authorization code exchange', async () => {
   expect(app.database.queries.filter((q) => /^\s*(begin|commit)/i.test(q))).toHaveLength(0);
   // The write statement: consumption (gated), the new refresh token, the audit row.
   const writes = app.database.queries[1]!;
-  expect(writes).toMatch(/^WITH w0 AS \(update "oidc_payloads" set "consumed_at" = now\(\)/);
+  expect(writes).toMatch(/^\/\* prepare \*\/ WITH w0 AS \(update "oidc_payloads" set "consumed_at" = now\(\)/);
   expect(writes).toMatch(/insert into "oidc_payloads"/);
   expect(writes).toMatch(/gatehouse_assert\(EXISTS \(SELECT 1 FROM w0\)/);
 });
