@@ -55,7 +55,15 @@ function presentedToken(body: URLSearchParams | undefined): PrefetchRequest['tok
 export function tokenRateLimit(deps: { limiter: RateLimiter; perMinute: number; path: string; prefetch?: TokenPrefetch | undefined }) {
   return async function tokenRateLimit(ctx: Context, next: Next): Promise<void> {
     if (ctx.method !== 'POST' || ctx.path !== deps.path) return next();
-    const raw = ctx.is('application/x-www-form-urlencoded') ? await peekBody(ctx.req, MAX_PEEK) : undefined;
+    let raw: Buffer | undefined;
+    try {
+      raw = ctx.is('application/x-www-form-urlencoded') ? await peekBody(ctx.req, MAX_PEEK) : undefined;
+    } catch (err) {
+      // The client went away mid-body: there is nobody to answer.
+      if (ctx.req.destroyed) return;
+      throw err;
+    }
+    if (ctx.req.destroyed) return;
     const body = raw ? new URLSearchParams(raw.toString('utf8')) : undefined;
     const clientId = clientIdOfTokenRequest(ctx.get('authorization') || undefined, body);
     if (clientId === undefined) return next();
