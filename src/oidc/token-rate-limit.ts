@@ -85,6 +85,9 @@ export function tokenRateLimit(deps: { limiter: RateLimiter; perMinute: number; 
       };
       return;
     }
+    // A client that went away during the read-ahead: oidc-provider would find its stream
+    // consumed and fall back to a pre-parsed body (with a console warning). Nobody to answer.
+    if (ctx.req.destroyed) return;
     await next();
   };
 }
