@@ -119,21 +119,31 @@ class PayloadAdapter implements Adapter {
       client_id: payload.clientId ?? null,
       expires_at: expiresAt,
     };
-    await write(this.deps.db, (db) =>
-      db
-        .insertInto('oidc_payloads')
-        .values(row)
-        .onConflict((oc) =>
-          oc.columns(['model', 'id']).doUpdateSet({
-            payload: row.payload,
-            grant_id: row.grant_id,
-            uid: row.uid,
-            account_id: row.account_id,
-            client_id: row.client_id,
-            expires_at: row.expires_at,
-          }),
-        ),
-    );
+    try {
+      await write(this.deps.db, (db) =>
+        db
+          .insertInto('oidc_payloads')
+          .values(row)
+          .onConflict((oc) =>
+            oc.columns(['model', 'id']).doUpdateSet({
+              payload: row.payload,
+              grant_id: row.grant_id,
+              uid: row.uid,
+              account_id: row.account_id,
+              client_id: row.client_id,
+              expires_at: row.expires_at,
+            }),
+          ),
+      );
+    } catch (err) {
+      // Two requests of one browser session in flight: oidc-provider gave the session a new id
+      // when one of them finished a sign-in or consent, and the other now saves it under the old
+      // id. The newer row (same uid) is the session; the stale save is dropped rather than a 500.
+      // Only outside a unit of work: inside one, the failed statement has already doomed it.
+      const unique = err as { code?: string; constraint?: string };
+      if (this.model === 'Session' && unique.code === '23505' && unique.constraint === 'oidc_payloads_session_uid' && !currentUnitOfWork()) return;
+      throw err;
+    }
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {

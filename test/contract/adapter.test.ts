@@ -658,6 +658,23 @@ describe('ReplayDetection', () => {
   destroys('ReplayDetection');
 });
 
+describe('Session', () => {
+  test('a stale save under the id a session had before it was renewed is dropped, not an error', async () => {
+    const uid = newId();
+    const before = newId();
+    const after = newId();
+    const payload = (id: string) => ({ ...PAYLOADS.Session(id), uid }) as AdapterPayload;
+    await adapterFor('Session').upsert(before, payload(before), 3600);
+    // The session is renewed (new id, same uid) by one request ...
+    await adapterFor('Session').destroy(before);
+    await adapterFor('Session').upsert(after, payload(after), 3600);
+    // ... while another request of the same browser still saves it under the old id.
+    await expect(adapterFor('Session').upsert(before, payload(before), 3600)).resolves.toBeUndefined();
+    expect(await adapterFor('Session').find(after)).toBeDefined();
+    expect(await adapterFor('Session').find(before)).toBeUndefined();
+  });
+});
+
 describe('sweepExpired', () => {
   test('deletes expired rows, keeps live and non-expiring ones, and returns how many it deleted', async () => {
     // Start from a table with no expired rows (earlier tests leave some behind).
