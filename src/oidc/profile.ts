@@ -353,7 +353,6 @@ export function createProvider(deps: ProviderDeps): Provider {
     }
   }
 
-
   // Abuse controls before a registration is even parsed (clients/registration-guard.ts).
   provider.use(async (ctx, next) => {
     if (ctx.method === 'POST' && ctx.path === ROUTES.registration) {
