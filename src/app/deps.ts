@@ -21,6 +21,7 @@ import type { DatabaseHandle } from '../db/database.ts';
 import { createRateLimiter } from '../http/rate-limit.ts';
 import { requestContext } from '../http/request-context.ts';
 import { createViews } from '../http/views.ts';
+import { healthRoutes } from '../http/health.ts';
 import { createKeysService } from '../keys/keys.service.ts';
 import { createSecretBox } from '../keys/secret-box.ts';
 import { createInteractionsFacade } from '../oidc/interactions.facade.ts';
@@ -131,6 +132,7 @@ export async function buildApp(config: Config, database: DatabaseHandle, logger:
     logger,
     trustProxy: config.trustProxy,
     https: new URL(config.issuer).protocol === 'https:',
+    health: healthRoutes({ db, signingKeys: () => keys.signing.length }),
     registrationOpen: config.registration === 'open',
     csrfSecret: keys.cookies[0]!,
     throttle: createSignInThrottle(db),

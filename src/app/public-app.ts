@@ -2,7 +2,7 @@
  * The public listener: the issuer (oidc-provider), the login and consent pages, and their assets,
  * and each registered MCP server's protected-resource metadata (resources/resource-metadata.routes.ts).
  */
-import Koa from 'koa';
+import Koa, { type Middleware } from 'koa';
 import type { Logger } from 'pino';
 import type Provider from 'oidc-provider';
 import { registrationCors } from '../http/cors.ts';
@@ -22,6 +22,8 @@ export interface PublicAppDeps extends InteractionRoutesDeps {
   /** The issuer is https: HSTS, and `__Host-` Secure cookies whatever the last hop looked like. */
   https: boolean;
   registrationOpen: boolean;
+  /** `/healthz` and `/readyz` (http/health.ts). */
+  health: Middleware;
 }
 
 export function createPublicApp(deps: PublicAppDeps): Koa {
@@ -44,6 +46,7 @@ export function createPublicApp(deps: PublicAppDeps): Koa {
   const headers = securityHeaders({ https: deps.https });
   app.use(headers);
 
+  app.use(deps.health);
   app.use(serveStylesheet(deps.views));
   // Outside oidc-provider, so that every answer of /register carries CORS headers, the abuse
   // controls' 413/429/503 included: a browser-based client can then read why it was refused.

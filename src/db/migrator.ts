@@ -46,3 +46,22 @@ export async function pendingMigrations(db: Kysely<any>): Promise<string[]> {
   const all = await createMigrator(db).getMigrations();
   return all.filter((m) => !m.executedAt).map((m) => m.name);
 }
+
+/**
+ * Whether the database's schema is the one this version expects: migrations on disk not applied
+ * (`pending`), and migrations applied that this version does not know (`unknown`: the database
+ * was migrated by a newer Gatehouse). The list on disk is read once per process.
+ */
+let onDisk: Promise<string[]> | undefined;
+export async function schemaStatus(db: Kysely<any>, dir = MIGRATIONS_DIR): Promise<{ pending: string[]; unknown: string[] }> {
+  onDisk ??= readdir(dir).then((files) => files.filter((f) => /^\d{4}_[a-z0-9_]+\.sql$/.test(f)).map((f) => f.replace(/\.sql$/, '')).sort());
+  const known = await onDisk;
+  let applied: string[];
+  try {
+    applied = (await sql<{ name: string }>`SELECT name FROM kysely_migration`.execute(db)).rows.map((r) => r.name);
+  } catch (err) {
+    if ((err as { code?: string }).code === '42P01') applied = []; // no migration table yet
+    else throw err;
+  }
+  return { pending: known.filter((n) => !applied.includes(n)), unknown: applied.filter((n) => !known.includes(n)) };
+}
