@@ -10,10 +10,13 @@ import { Migrator, type Migration, type MigrationProvider, type MigrationResultS
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.meta.url));
 
+/** A migration file: `NNNN_name.sql`, applied in name order. */
+const MIGRATION_FILE = /^\d{4}_[a-z0-9_]+\.sql$/;
+
 class SqlFileMigrationProvider implements MigrationProvider {
   constructor(private readonly dir: string) {}
   async getMigrations(): Promise<Record<string, Migration>> {
-    const files = (await readdir(this.dir)).filter((f) => /^\d{4}_[a-z0-9_]+\.sql$/.test(f)).sort();
+    const files = (await readdir(this.dir)).filter((f) => MIGRATION_FILE.test(f)).sort();
     const out: Record<string, Migration> = {};
     for (const file of files) {
       const text = await readFile(path.join(this.dir, file), 'utf8');
@@ -43,8 +46,7 @@ export async function migrateToLatest(db: Kysely<any>): Promise<string[]> {
 
 /** Names of migrations that exist on disk but are not applied yet. */
 export async function pendingMigrations(db: Kysely<any>): Promise<string[]> {
-  const all = await createMigrator(db).getMigrations();
-  return all.filter((m) => !m.executedAt).map((m) => m.name);
+  return (await schemaStatus(db)).pending;
 }
 
 /**
@@ -53,9 +55,9 @@ export async function pendingMigrations(db: Kysely<any>): Promise<string[]> {
  * was migrated by a newer Gatehouse). The list on disk is read once per process.
  */
 let onDisk: Promise<string[]> | undefined;
+const migrationNames = async (dir: string) => (await readdir(dir)).filter((f) => MIGRATION_FILE.test(f)).map((f) => f.replace(/\.sql$/, '')).sort();
 export async function schemaStatus(db: Kysely<any>, dir = MIGRATIONS_DIR): Promise<{ pending: string[]; unknown: string[] }> {
-  onDisk ??= readdir(dir).then((files) => files.filter((f) => /^\d{4}_[a-z0-9_]+\.sql$/.test(f)).map((f) => f.replace(/\.sql$/, '')).sort());
-  const known = await onDisk;
+  const known = await (dir === MIGRATIONS_DIR ? (onDisk ??= migrationNames(dir)) : migrationNames(dir));
   let applied: string[];
   try {
     applied = (await sql<{ name: string }>`SELECT name FROM kysely_migration`.execute(db)).rows.map((r) => r.name);
