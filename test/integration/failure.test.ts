@@ -3,11 +3,10 @@
  * request id; the database going away is a 503 with Retry-After, and Gatehouse recovers on its own
  * when the database is back.
  */
-import pg from 'pg';
 import request from 'supertest';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { seed, startTestApp, type TestApp } from '../support/app.ts';
-import { ADMIN_URL, testDatabaseKind } from '../support/database.ts';
+import { testDatabaseKind, whileDatabaseIsAway } from '../support/database.ts';
 import { pkcePair, registerClient, tokenRequest } from '../support/oauth.ts';
 
 let app: TestApp;
@@ -17,23 +16,9 @@ beforeAll(async () => {
 });
 afterAll(() => app?.close());
 
-/** Runs SQL as the PostgreSQL superuser, outside the app's pool. */
-async function admin(sql: string) {
-  const client = new pg.Client({ connectionString: ADMIN_URL });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
-
 test.runIf(testDatabaseKind() === 'postgres')('the database going away is a 503 with Retry-After and a request id; it recovers by itself', async () => {
   const client = await registerClient(app.issuer);
-  const name = new URL(app.database.url!).pathname.slice(1);
-  await admin(`alter database ${name} allow_connections false`);
-  await admin(`select pg_terminate_backend(pid) from pg_stat_activity where datname = '${name}' and pid <> pg_backend_pid()`);
-  try {
+  await whileDatabaseIsAway(app.database.url!, async () => {
     const token = await tokenRequest(app.issuer, { grant_type: 'refresh_token', refresh_token: 'x'.repeat(43), client_id: client.client_id });
     expect(token.status).toBe(503);
     expect(token.headers.get('retry-after')).toBe('5');
@@ -46,9 +31,7 @@ test.runIf(testDatabaseKind() === 'postgres')('the database going away is a 503 
     expect(page.text).toContain('briefly unavailable');
     expect(page.text).toContain(page.headers['x-request-id']);
     expect(page.text).not.toMatch(/ECONN|stack|at .*\.ts|pg_|sql/i);
-  } finally {
-    await admin(`alter database ${name} allow_connections true`);
-  }
+  });
   // Back: the pool opens new connections; nobody restarted anything.
   const metadata = await request(app.issuer).get('/.well-known/oauth-authorization-server');
   expect(metadata.status).toBe(200);

@@ -66,3 +66,29 @@ export async function createTestDatabase(options: { kind?: 'postgres' | 'pglite'
     },
   };
 }
+
+/** Runs SQL as the PostgreSQL superuser, outside any app's pool. */
+export async function asSuperuser(statement: string): Promise<void> {
+  const client = new pg.Client({ connectionString: ADMIN_URL });
+  await client.connect();
+  try {
+    await client.query(statement);
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * Runs `work` while the test database at `url` refuses connections and its open ones are cut:
+ * the database "going away" for the app, without touching anyone else's database.
+ */
+export async function whileDatabaseIsAway<T>(url: string, work: () => Promise<T>): Promise<T> {
+  const name = new URL(url).pathname.slice(1);
+  await asSuperuser(`alter database ${name} allow_connections false`);
+  await asSuperuser(`select pg_terminate_backend(pid) from pg_stat_activity where datname = '${name}' and pid <> pg_backend_pid()`);
+  try {
+    return await work();
+  } finally {
+    await asSuperuser(`alter database ${name} allow_connections true`);
+  }
+}
