@@ -16,9 +16,6 @@ import { createAuditSink } from '../audit/audit-sink.ts';
 import { buildApp } from './deps.ts';
 import { createListener, loadTlsMaterial, reloadTlsIfChanged } from './tls.ts';
 
-/** How often an instance looks for key changes (and due rotations). */
-const KEY_CHECK_INTERVAL_MS = 30_000;
-
 export interface RunningServer {
   server: Server;
   url: string;
@@ -118,7 +115,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
           logger.info({ event: 'keys.reloaded', signing: built.keys.signing.map((k) => k.kid) }, 'keys changed: reloaded');
         }
       })().catch((err: unknown) => logger.warn({ err }, 'checking keys failed'));
-    }, KEY_CHECK_INTERVAL_MS);
+    }, config.keyCheckInterval * 1000);
     keyWatcher.unref();
 
     return {

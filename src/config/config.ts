@@ -139,8 +139,8 @@ export const settings = {
   },
   migrateOnStart: {
     env: 'GATEHOUSE_MIGRATE_ON_START',
-    description: 'Apply pending migrations when the server starts. Set to false when a separate `gatehouse migrate` step runs them.',
-    default: 'true',
+    description:
+      'Apply pending migrations when the server (or a CLI command) starts. Defaults to true for the embedded database and false with DATABASE_URL, where `gatehouse migrate` is a deliberate deploy step; without it, start-up refuses a database whose schema is older than this version expects. A schema newer than this version is always refused.',
     schema: bool,
   },
   trustProxy: {
@@ -292,16 +292,33 @@ export const settings = {
   },
   sweepInterval: {
     env: 'GATEHOUSE_SWEEP_INTERVAL',
-    description: 'How often expired rows are deleted from the database (0 turns the sweeper off).',
+    description:
+      'How often the janitor runs in the server: it deletes expired tokens, codes, sessions and interactions, and stale pending clients. With many instances one runs it at a time (a PostgreSQL advisory lock). 0 turns the schedule off (run `gatehouse janitor` from cron instead).',
     default: '5m',
     schema: duration(0, DAY),
+  },
+  shutdownTimeout: {
+    env: 'GATEHOUSE_SHUTDOWN_TIMEOUT',
+    description:
+      'On SIGTERM or SIGINT the server stops accepting connections and lets requests in flight finish for at most this long, then closes what is left and exits. Keep it below the orchestrator\'s grace period (Docker: 10s, Kubernetes: 30s).',
+    default: '8s',
+    schema: duration(0, 600),
+  },
+  keyCheckInterval: {
+    env: 'GATEHOUSE_KEY_CHECK_INTERVAL',
+    description:
+      'How often each instance looks for signing-key changes made by another instance or the CLI (and for a due rotation). Keep it well below GATEHOUSE_KEY_PUBLISH_LEAD, so every instance publishes a new key before it signs.',
+    default: '30s',
+    schema: duration(1, 3600),
   },
 } satisfies Record<string, Setting>;
 
 type Settings = typeof settings;
 type Raw = { [K in keyof Settings]: z.output<Settings[K]['schema']> };
 
-export interface Config extends Omit<Raw, 'issuer' | 'databaseUrl' | 'keyEncryptionKey' | 'adminUrl' | 'tlsCertFile' | 'tlsKeyFile'> {
+export interface Config extends Omit<Raw, 'issuer' | 'databaseUrl' | 'keyEncryptionKey' | 'adminUrl' | 'tlsCertFile' | 'tlsKeyFile' | 'migrateOnStart'> {
+  /** Unset: true for the embedded database, false with DATABASE_URL. */
+  migrateOnStart: boolean;
   issuer: string;
   /** Native TLS for both listeners, when configured. */
   tls: { certFile: string; keyFile: string } | undefined;
@@ -420,6 +437,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     adminUrl,
     tls,
     databaseUrl: out.databaseUrl as string | undefined,
+    migrateOnStart: typeof out.migrateOnStart === 'boolean' ? out.migrateOnStart : out.databaseUrl === undefined,
     keyEncryptionKey:
       typeof out.keyEncryptionKey === 'string' ? Buffer.from(out.keyEncryptionKey, 'hex') : undefined,
     warnings,

@@ -93,6 +93,13 @@ describe('defaults', () => {
     expect(key?.toString('hex')).toBe(KEK);
   });
 
+  test('migrations run at start by default only for the embedded database', () => {
+    expect(loadConfig({}).migrateOnStart).toBe(true);
+    expect(loadConfig({ DATABASE_URL: 'postgres://db/gatehouse' }).migrateOnStart).toBe(false);
+    expect(loadConfig({ DATABASE_URL: 'postgres://db/gatehouse', GATEHOUSE_MIGRATE_ON_START: 'true' }).migrateOnStart).toBe(true);
+    expect(loadConfig({ GATEHOUSE_MIGRATE_ON_START: 'false' }).migrateOnStart).toBe(false);
+  });
+
   test('booleans and enumerations', () => {
     expect(loadConfig({ GATEHOUSE_MIGRATE_ON_START: 'false', GATEHOUSE_TRUST_PROXY: 'yes' })).toMatchObject({
       migrateOnStart: false,
