@@ -47,9 +47,21 @@ export interface OpenDatabaseOptions {
   onQuery?: (sql: string) => void;
 }
 
+/** How a `pg` pool is used right now (for metrics). */
+export interface PoolStats {
+  /** Connections open (idle or lent out). */
+  total: number;
+  idle: number;
+  /** Requests queued for a connection. */
+  waiting: number;
+  max: number;
+}
+
 export interface DatabaseHandle {
   db: DB;
   kind: 'postgres' | 'pglite';
+  /** PostgreSQL only: the connection pool's use. */
+  poolStats?: () => PoolStats;
   close(): Promise<void>;
 }
 
@@ -63,7 +75,13 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
     // An idle client that errors (e.g. the server restarted) must not crash the process.
     pool.on('error', () => {});
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: preparingPool(pool) as unknown as pg.Pool }), ...(log ? { log } : {}) });
-    return { db, kind: 'postgres', close: () => db.destroy() };
+    const max = options.poolSize ?? 10;
+    return {
+      db,
+      kind: 'postgres',
+      poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount, max }),
+      close: () => db.destroy(),
+    };
   }
 
   const { PGlite } = await import('@electric-sql/pglite');
