@@ -42,6 +42,7 @@ export const AUDIT_EVENTS = [
   'token.reuse_detected',
   'token.revoked',
   'key.rotated',
+  'keys.rewrapped',
   'grant.revoked',
   'config.warning',
 ] as const;

@@ -17,9 +17,12 @@ export interface KeyMaterial {
   cookies: string[];
 }
 
+/** The associated data a key's private part is encrypted with (secret-box.ts): binds it to its row. */
+export const keyPurpose = (use: 'sig' | 'cookie', kid: string) => `key:${use}:${kid}`;
+
 export function createKeysService(deps: { db: DB; secretBox: SecretBox }) {
   const repo = createKeysRepository(deps.db);
-  const purpose = (use: string, kid: string) => `key:${use}:${kid}`;
+  const purpose = keyPurpose;
 
   async function load(): Promise<KeyMaterial> {
     const rows = await repo.listActive();
@@ -79,11 +82,20 @@ export function createKeysService(deps: { db: DB; secretBox: SecretBox }) {
      * until then retire at that moment and stay published `tokenTtlSeconds` (+1 minute) longer,
      * until every token they signed has expired.
      */
-    async rotate(options: { leadSeconds: number; tokenTtlSeconds: number }): Promise<{ kid: string; activatesAt: Date; retiredUnpublishAt: Date }> {
+    /**
+     * Publishes a new signing key. With `ifDueAfterSeconds` (the schedule), it rotates only if, under
+     * the table lock, the active key is at least that old and no rotation is scheduled yet — so
+     * instances whose timers fire together rotate once between them; the others get `undefined`.
+     */
+    async rotate(options: { leadSeconds: number; tokenTtlSeconds: number; ifDueAfterSeconds?: number }): Promise<{ kid: string; activatesAt: Date; retiredUnpublishAt: Date } | undefined> {
       return inUnitOfWork(
         deps.db,
         async () => {
           await repo.lock();
+          if (options.ifDueAfterSeconds !== undefined) {
+            const status = await this.rotationStatus();
+            if (status.scheduled || status.activeAgeSeconds < options.ifDueAfterSeconds) return undefined;
+          }
           const activatesAt = new Date(Date.now() + options.leadSeconds * 1000);
           const unpublishAt = new Date(activatesAt.getTime() + (options.tokenTtlSeconds + 60) * 1000);
           const kid = await createSigningKey(activatesAt);

@@ -8,10 +8,27 @@ import type { AuditLog } from '../audit/audit-log.ts';
 import type { ResourcesService } from '../resources/resources.service.ts';
 import type { KeysService } from './keys.service.ts';
 
-export async function rotateSigningKey(deps: { keys: KeysService; resources: ResourcesService; audit: AuditLog }, options: { leadSeconds: number; defaultTokenTtl: number; actor: string }) {
+type RotationDeps = { keys: KeysService; resources: ResourcesService; audit: AuditLog };
+type Rotated = { kid: string; activatesAt: Date; retiredUnpublishAt: Date };
+
+/** Rotates now (`gatehouse keys rotate`, the console). */
+export async function rotateSigningKey(deps: RotationDeps, options: { leadSeconds: number; defaultTokenTtl: number; actor: string }): Promise<Rotated> {
+  return (await rotate(deps, options))!;
+}
+
+/**
+ * The schedule: rotates only when the active key is `intervalSeconds` old and no rotation is
+ * scheduled, decided under the keys table's lock, so that many instances rotate once.
+ */
+export async function rotateSigningKeyIfDue(deps: RotationDeps, options: { leadSeconds: number; defaultTokenTtl: number; actor: string; intervalSeconds: number }): Promise<Rotated | undefined> {
+  return rotate(deps, options, options.intervalSeconds);
+}
+
+async function rotate(deps: RotationDeps, options: { leadSeconds: number; defaultTokenTtl: number; actor: string }, ifDueAfterSeconds?: number): Promise<Rotated | undefined> {
   const ttls = (await deps.resources.list()).map((r) => r.accessTokenTtl);
   const tokenTtlSeconds = Math.max(options.defaultTokenTtl, ...ttls);
-  const rotated = await deps.keys.rotate({ leadSeconds: options.leadSeconds, tokenTtlSeconds });
+  const rotated = await deps.keys.rotate({ leadSeconds: options.leadSeconds, tokenTtlSeconds, ...(ifDueAfterSeconds !== undefined ? { ifDueAfterSeconds } : {}) });
+  if (!rotated) return undefined;
   await deps.audit.record({
     event: 'key.rotated',
     actor: options.actor,
