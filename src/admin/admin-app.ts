@@ -18,6 +18,7 @@ import { FormBodyError, readForm } from '../http/form-body.ts';
 import { renderFailure, serveStylesheet, withRequestContext } from '../http/common.ts';
 import { securityHeaders } from '../http/security-headers.ts';
 import type { Views } from '../http/views.ts';
+import type { Metrics } from '../metrics/metrics.ts';
 import type { ResourcesService } from '../resources/resources.service.ts';
 import { createAdminSessions, type AdminSession } from './admin-sessions.ts';
 import { createApiRouter } from './api.routes.ts';
@@ -42,6 +43,8 @@ export interface AdminAppDeps {
   trustProxy: boolean;
   /** Seconds; prefilled for a new MCP server (GATEHOUSE_ACCESS_TOKEN_TTL). */
   defaultAccessTokenTtl?: number | undefined;
+  /** Both listeners' Prometheus metrics, served at GET /metrics. */
+  metrics: Metrics;
 }
 
 export interface AdminState {
@@ -65,6 +68,8 @@ export function createAdminApp(deps: AdminAppDeps): Koa {
   const sessions = createAdminSessions(deps.db);
   const throttle = createSignInThrottle(deps.db);
 
+  // Outermost, so that it times everything and sees the final status (route labels: metrics/metrics.ts).
+  app.use(deps.metrics.requestMetrics('admin', ['/metrics', '/favicon.ico', '/assets/gatehouse.css']));
   // First, so that errors and their pages carry the request id.
   app.use(withRequestContext);
   app.use(async (ctx, next) => {
@@ -116,6 +121,11 @@ export function createAdminApp(deps: AdminAppDeps): Koa {
     await next();
   });
   app.use(serveStylesheet(deps.views));
+  // Prometheus scrapes this without signing in, so it comes before the session and the sign-in
+  // redirect. That is safe because the admin listener is meant to be reachable only from the
+  // operator's network (GATEHOUSE_ADMIN_HOST), and the metrics carry no secret and no identifier:
+  // route templates, counts and timings. The public listener does not serve it (404).
+  app.use(deps.metrics.endpoint('/metrics'));
 
   const csrfMatches = (expected: string, given: string | null) => {
     if (!given || !expected) return false;

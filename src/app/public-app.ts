@@ -11,6 +11,7 @@ import { hostCookies } from '../http/host-cookies.ts';
 import { securityHeaders } from '../http/security-headers.ts';
 import type { Views } from '../http/views.ts';
 import { createInteractionRouter, type InteractionRoutesDeps } from '../interactions/interaction.routes.ts';
+import type { Metrics } from '../metrics/metrics.ts';
 import { ROUTES } from '../oidc/profile.ts';
 import { createResourceMetadataRouter } from '../resources/resource-metadata.routes.ts';
 
@@ -24,6 +25,8 @@ export interface PublicAppDeps extends InteractionRoutesDeps {
   registrationOpen: boolean;
   /** `/healthz` and `/readyz` (http/health.ts). */
   health: Middleware;
+  /** Request counts and latencies (served on the admin listener only). */
+  metrics: Metrics;
 }
 
 export function createPublicApp(deps: PublicAppDeps): Koa {
@@ -32,6 +35,10 @@ export function createPublicApp(deps: PublicAppDeps): Koa {
   app.silent = true;
   app.on('error', (err: Error) => deps.logger.error({ err }, 'unhandled error'));
 
+  // Outermost, so that it times everything and sees the final status. Route labels are templates
+  // (routers, oidc-provider's routes) or these exact paths, answered before any router (the probes,
+  // the stylesheet, and the endpoints' refusals before routing: rate limits, registration guard).
+  app.use(deps.metrics.requestMetrics('public', ['/healthz', '/readyz', '/assets/gatehouse.css', ...Object.values(ROUTES)]));
   // Unexpected errors are a 500 without detail (conventions: never leak a stack trace).
   // First, so that errors and their pages carry the request id.
   if (deps.https) app.use(hostCookies);
@@ -61,6 +68,8 @@ export function createPublicApp(deps: PublicAppDeps): Koa {
   app.use(router.allowedMethods());
 
   deps.provider.use(headers);
+  // oidc-provider answers in its own Koa context: it hands its matched route to requestMetrics above.
+  deps.provider.use(deps.metrics.innerRoute);
   const handle = deps.provider.callback();
   app.use((ctx) => {
     ctx.respond = false;

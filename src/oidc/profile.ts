@@ -17,8 +17,9 @@ import type { FetchedDocument } from '../clients/safe-fetch.ts';
 import { normalizeClientMetadata } from '../clients/redirect-uris.ts';
 import type { Config } from '../config/config.ts';
 import type { DB } from '../db/database.ts';
-import { currentUnitOfWork, inDeferredUnitOfWork, inUnitOfWork } from '../db/unit-of-work.ts';
+import { currentUnitOfWork, inDeferredUnitOfWork, inUnitOfWork, onCommit } from '../db/unit-of-work.ts';
 import type { KeyMaterial } from '../keys/keys.service.ts';
+import type { TokenMetrics } from '../metrics/metrics.ts';
 import type { SecretBox } from '../keys/secret-box.ts';
 import type { ResourcesService } from '../resources/resources.service.ts';
 import { createAdapterFactory, installHashedClientSecrets } from './adapter.ts';
@@ -41,6 +42,8 @@ export interface ProviderDeps {
   clients: ClientsRepository;
   trustPolicy: TrustPolicy;
   audit: AuditLog;
+  /** Token and reuse counters (metrics/metrics.ts), bumped with the audit events once they commit. */
+  metrics?: TokenMetrics | undefined;
   registrationGuard: RegistrationGuard;
   /** Per-client limit on the token endpoint (oidc/token-rate-limit.ts). */
   limiter: RateLimiter;
@@ -304,6 +307,7 @@ export function createProvider(deps: ProviderDeps): Provider {
           resource: typeof at?.aud === 'string' ? at.aud : at?.aud?.[0],
           details: { grant_type: oidc.params?.grant_type, scope: at?.scope, grant_id: at?.grantId },
         });
+        onCommit(() => deps.metrics?.tokenIssued(oidc.params?.grant_type));
       } else if (currentUnitOfWork()?.revoked) {
         const token = (oidc.entities.RefreshToken ?? oidc.entities.AuthorizationCode) as { accountId?: string; grantId?: string } | undefined;
         await deps.audit.record({
@@ -313,6 +317,7 @@ export function createProvider(deps: ProviderDeps): Provider {
           accountId: token?.accountId,
           details: { grant_type: oidc.params?.grant_type, grant_id: token?.grantId, revoked: 'the whole grant' },
         });
+        onCommit(() => deps.metrics?.reuseDetected(oidc.params?.grant_type));
       }
     } else if (ctx.path === ROUTES.registration && ctx.status === 201) {
       const body = ctx.body as { client_id?: string; client_id_issued_at?: number; client_name?: string; redirect_uris?: string[]; token_endpoint_auth_method?: string };
