@@ -13,6 +13,7 @@ import type { Role } from '../accounts/accounts.repository.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
 import { ClientInputError, ClientNotFoundError, type CeilingEntry, type ClientsService } from '../clients/clients.service.ts';
 import type { DB } from '../db/database.ts';
+import { isDatabaseUnavailable } from '../db/errors.ts';
 import type { ClientStatus, ResourceScope } from '../db/schema.ts';
 import { inTransaction } from '../db/unit-of-work.ts';
 import { FormBodyError } from '../http/form-body.ts';
@@ -133,8 +134,11 @@ export function createApiRouter(deps: ApiDeps): Router<AdminState> {
               ? new ApiError(400, 'invalid_request', err.message)
               : err instanceof ClientNotFoundError || err instanceof ResourceNotFoundError || err instanceof AccountNotFoundError
                 ? new ApiError(404, 'not_found', err.message)
-                : undefined;
+                : isDatabaseUnavailable(err)
+                  ? new ApiError(503, 'temporarily_unavailable', 'Gatehouse cannot reach its database right now; retry in a few seconds')
+                  : undefined;
       if (!known) throw err;
+      if (known.status === 503) ctx.set('Retry-After', '5');
       ctx.status = known.status;
       ctx.body = { error: known.code, error_description: known.message };
     }

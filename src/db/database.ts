@@ -7,6 +7,8 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Kysely, PostgresDialect, type LogEvent } from 'kysely';
 import pg from 'pg';
+import { requestContext } from '../http/request-context.ts';
+import { DatabaseTimeoutError } from './errors.ts';
 import { PGliteDialect } from './pglite-dialect.ts';
 import type { Database } from './schema.ts';
 
@@ -20,19 +22,97 @@ export type DB = Kysely<Database>;
  */
 export const PREPARE = '/* prepare */';
 
-/** A `pg` pool whose clients send {@link PREPARE}-marked statements by name. */
-function preparingPool(pool: pg.Pool) {
+/**
+ * Set in a request's memo once the database has not answered it in time: whatever else that request
+ * asks of the database (oidc-provider's error handling looks the client up again to decide where
+ * the error may be sent) fails at once, so one request waits for one bound, not one per statement.
+ */
+const TIMED_OUT = 'database:timed-out';
+const timedOutInThisRequest = () => requestContext()?.memo.has(TIMED_OUT) ?? false;
+function timedOutError(message: string, cause?: unknown): DatabaseTimeoutError {
+  requestContext()?.memo.set(TIMED_OUT, true);
+  return new DatabaseTimeoutError(message, cause === undefined ? undefined : { cause });
+}
+
+/** Kysely's migrator waits for this session-level lock (another instance may be migrating). */
+const SESSION_LOCK = /\bpg_advisory_lock\s*\(/i;
+
+/**
+ * A `pg` pool whose clients send {@link PREPARE}-marked statements by name and, with a `timeoutMs`,
+ * never keep a request waiting longer than that for an answer (issue 7 §4: a database that hangs,
+ * or a network that drops packets instead of refusing them, is a 503 within a bound, not a hang).
+ *
+ * A statement past the bound fails with {@link DatabaseTimeoutError} and its connection is closed
+ * at once: the statement may still be running, or sitting unread in a stalled server's socket, so
+ * the connection cannot be lent to anyone else; closing it also makes PostgreSQL roll back a
+ * transaction left open on it. Whatever runs next on that checkout (Kysely's ROLLBACK) fails fast
+ * instead of waiting out a second bound, and the release tells the pool to drop the client, so a
+ * timed-out connection never comes back to the pool: once PostgreSQL answers again, the pool simply
+ * opens fresh ones.
+ *
+ * Not bounded: a connection that waits for a session advisory lock (Kysely's migration lock) and
+ * what runs on it until it is released: migrations may legitimately run long, or wait for another
+ * instance's, and they run before anything is served.
+ */
+function boundedPool(pool: pg.Pool, timeoutMs: number | undefined) {
   type Client = pg.PoolClient;
   const named = (text: string) => `gh_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`;
-  const wrap = (client: Client) =>
-    ({
+  const wrap = (client: Client) => {
+    let timedOut = false;
+    let unbounded = false;
+    // pg emits 'error' on a client whose connection fails (the server shutting down sends a FATAL
+    // and closes it) even when no statement is in flight, e.g. between a transaction's statements.
+    // The pool listens only while a client is idle; unheard, the event would crash the process.
+    // The client is then not queryable: its next statement fails fast and the pool drops it on release.
+    const onError = () => {};
+    client.on('error', onError);
+    const send = (text: string, values?: unknown[]) =>
+      text.startsWith(PREPARE) ? client.query({ name: named(text), text, values: values as unknown[] }) : client.query(text, values);
+    return {
       query(text: string, values?: unknown[]) {
-        return text.startsWith(PREPARE) ? client.query({ name: named(text), text, values: values as unknown[] }) : client.query(text, values);
+        if (timedOut) return Promise.reject(new DatabaseTimeoutError('the connection was discarded: an earlier statement on it timed out'));
+        if (SESSION_LOCK.test(text)) unbounded = true;
+        if (!timeoutMs || unbounded) return send(text, values);
+        if (timedOutInThisRequest()) return Promise.reject(new DatabaseTimeoutError('the database did not answer earlier in this request'));
+        return new Promise((resolve, reject) => {
+          const timer = setTimeout(() => {
+            timedOut = true;
+            // With a statement in flight, end() destroys the socket rather than waiting for the server.
+            client.end().catch(() => {});
+            reject(timedOutError(`the database did not answer within ${timeoutMs} ms`));
+          }, timeoutMs);
+          send(text, values).then(
+            (result) => {
+              clearTimeout(timer);
+              resolve(result);
+            },
+            (err: unknown) => {
+              clearTimeout(timer);
+              reject(err);
+            },
+          );
+        });
       },
-      release: (err?: Error | boolean) => client.release(err),
-    }) as unknown as Client;
+      release: (err?: Error | boolean) => {
+        client.removeListener('error', onError);
+        client.release(err || timedOut);
+      },
+    } as unknown as Client;
+  };
   return {
-    connect: async () => wrap(await pool.connect()),
+    async connect() {
+      if (timeoutMs && timedOutInThisRequest()) throw new DatabaseTimeoutError('the database did not answer earlier in this request');
+      try {
+        return wrap(await pool.connect());
+      } catch (err) {
+        // pg-pool's two ways of saying connectionTimeoutMillis passed: no free connection in time, or
+        // a new one that did not finish its start-up in time (a stalled server still accepts TCP).
+        if (timeoutMs && /timeout exceeded when trying to connect|Connection terminated due to connection timeout/.test((err as Error).message)) {
+          throw timedOutError(`no database connection within ${timeoutMs} ms`, err);
+        }
+        throw err;
+      }
+    },
     end: () => pool.end(),
   };
 }
@@ -45,6 +125,13 @@ export interface OpenDatabaseOptions {
   poolSize?: number;
   /** Called once per SQL statement sent (used to count round trips). */
   onQuery?: (sql: string) => void;
+  /**
+   * PostgreSQL only: the longest, in milliseconds, to wait for a connection (a new one, or a free
+   * one from a full pool) and for each statement's answer (GATEHOUSE_DATABASE_TIMEOUT). Past it the
+   * work fails with {@link DatabaseTimeoutError}, which the error mapping answers with 503. Unset:
+   * no bound (`gatehouse migrate`, whose statements may legitimately run long).
+   */
+  timeoutMs?: number | undefined;
 }
 
 /** How a `pg` pool is used right now (for metrics). */
@@ -71,11 +158,20 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
     : undefined;
 
   if (options.url) {
-    const pool = new pg.Pool({ connectionString: options.url, max: options.poolSize ?? 10 });
-    // An idle client that errors (e.g. the server restarted) must not crash the process.
-    pool.on('error', () => {});
-    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: preparingPool(pool) as unknown as pg.Pool }), ...(log ? { log } : {}) });
     const max = options.poolSize ?? 10;
+    const pool = new pg.Pool({
+      connectionString: options.url,
+      max,
+      ...(options.timeoutMs ? { connectionTimeoutMillis: options.timeoutMs } : {}),
+      // Keepalive probes let the kernel notice a peer that vanished without a word (host gone, a
+      // firewall that forgot the connection), which would otherwise look alive until written to.
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
+    });
+    // An idle client that errors (e.g. the server restarted) must not crash the process; the pool
+    // has already dropped it.
+    pool.on('error', () => {});
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: boundedPool(pool, options.timeoutMs) as unknown as pg.Pool }), ...(log ? { log } : {}) });
     return {
       db,
       kind: 'postgres',

@@ -184,7 +184,17 @@ async function flush(db: DB, uow: UnitOfWork): Promise<void> {
 }
 
 async function commit(uow: UnitOfWork): Promise<void> {
-  await uow.trx!.commit().execute();
+  try {
+    await uow.trx!.commit().execute();
+  } catch (err) {
+    // Kysely gives the connection back after a failed COMMIT only when PostgreSQL answered it with
+    // ROLLBACK. A COMMIT that failed otherwise (the connection cut or timed out, a deferred
+    // constraint) would keep it lent out for good, and each outage would shrink the pool until no
+    // request could get a connection. ROLLBACK releases it whatever happens (failing fast on a dead
+    // connection, which the pool then drops).
+    await uow.trx!.rollback().execute().catch(() => {});
+    throw err;
+  }
   runHooks(uow);
 }
 
