@@ -1,10 +1,17 @@
 /**
  * The container files, checked without Docker: what someone running `docker compose up` relies on.
- * docker-compose.yml is parsed as YAML, the Dockerfile as text, and the compose environment is fed
- * to the real config loader, so a setting renamed in src/config/config.ts breaks this test rather
- * than a deployment.
+ * docker-compose.yml is parsed as YAML (its inline Caddyfile as Caddyfile blocks), the Dockerfile as
+ * text, the compose environment is fed to the real config loader, and both healthcheck commands are
+ * run against a local HTTP server — so a setting renamed in src/config/config.ts, a port changed on
+ * one side only or a broken probe breaks this test rather than a deployment.
+ *
+ * The stack: postgres (healthy) → migrate (one-shot) → gatehouse-1, gatehouse-2 (one configuration)
+ * ← caddy (TLS; load-balances the public listener, and serves the admin listener on loopback only).
  */
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
@@ -17,30 +24,39 @@ const read = (file: string) => readFileSync(path.join(ROOT, file), 'utf8');
 // ---------------------------------------------------------------------------------------------
 // docker-compose.yml
 
+type Port = string | number | { target?: number | string; published?: number | string; host_ip?: string; protocol?: string };
+
 interface ComposeService {
   image?: string;
   build?: string | { context?: string; dockerfile?: string };
   command?: string[] | string;
   environment?: Record<string, string | number | boolean | null> | string[];
   depends_on?: Record<string, { condition?: string }> | string[];
-  ports?: (string | number | { target?: number | string; published?: number | string })[];
-  healthcheck?: { test?: string[] | string };
+  ports?: Port[];
+  healthcheck?: { test?: string[] | string; disable?: boolean };
   restart?: string;
+  stop_grace_period?: string;
   volumes?: (string | { type?: string; source?: string; target?: string })[];
+  configs?: (string | { source?: string; target?: string })[];
 }
 
 interface ComposeFile {
   services: Record<string, ComposeService>;
   volumes?: Record<string, unknown>;
+  configs?: Record<string, { content?: string; file?: string }>;
 }
 
-const compose = parse(read('docker-compose.yml')) as ComposeFile;
+// `merge: true`: the two instances are `<<: *gatehouse-instance` (YAML merge keys, which Compose supports).
+const compose = parse(read('docker-compose.yml'), { merge: true }) as ComposeFile;
 
 function service(name: string): ComposeService {
   const s = compose.services[name];
   if (!s) throw new Error(`docker-compose.yml has no service "${name}"`);
   return s;
 }
+
+/** The Gatehouse server instances: gatehouse-1, gatehouse-2, … */
+const INSTANCES = Object.keys(compose.services).filter((name) => /^gatehouse-\d+$/.test(name));
 
 /** A service's environment as a map of raw (uninterpolated) strings, whichever syntax it uses. */
 function environmentOf(s: ComposeService): Record<string, string> {
@@ -58,7 +74,7 @@ function environmentOf(s: ComposeService): Record<string, string> {
 
 /**
  * Compose's variable interpolation: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?message},
- * ${VAR?message}, with `vars` standing for the shell environment of `docker compose up`.
+ * ${VAR?message}, with `vars` standing for the shell environment (and .env) of `docker compose up`.
  */
 function interpolate(value: string, vars: Record<string, string>): string {
   return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?)([-?])([^}]*))?\}/g, (_m, name: string, colon: string, op: string, arg: string) => {
@@ -87,15 +103,88 @@ function commandOf(s: ComposeService): string[] {
   return typeof s.command === 'string' ? s.command.split(/\s+/).filter(Boolean) : (s.command ?? []);
 }
 
-/** Container ports a service publishes (short syntax "HOST:CONTAINER[/proto]", "IP:HOST:CONTAINER" or long syntax). */
-function publishedContainerPorts(s: ComposeService): { published: string; target: string }[] {
+/** Port mappings: short syntax "[IP:][HOST:]CONTAINER[/proto]" or long syntax. `ip` is '' when unbound (all interfaces). */
+function portsOf(s: ComposeService): { ip: string; published: string; target: string }[] {
   return (s.ports ?? []).map((p) => {
-    if (typeof p === 'object') return { published: String(p.published ?? ''), target: String(p.target ?? '') };
+    if (typeof p === 'object') return { ip: p.host_ip ?? '', published: String(p.published ?? ''), target: String(p.target ?? '') };
     const parts = String(p).replace(/\/(tcp|udp)$/, '').split(':');
     const target = parts.at(-1) ?? '';
     const published = parts.length > 1 ? (parts.at(-2) ?? '') : '';
-    return { published, target };
+    const ip = parts.length > 2 ? parts.slice(0, -2).join(':').replace(/^\[|\]$/g, '') : '';
+    return { ip, published, target };
   });
+}
+
+const isLoopback = (ip: string) => ip === '127.0.0.1' || ip === '::1' || ip === 'localhost';
+
+/** Seconds of a Compose duration ("15s", "1m30s", "500ms"). */
+function composeSeconds(value: string): number {
+  const parts = [...value.matchAll(/(\d+(?:\.\d+)?)(h|m|s|ms|us)/g)];
+  if (!parts.length || parts.map((p) => p[0]).join('') !== value) throw new Error(`not a Compose duration: ${value}`);
+  const unit = { h: 3600, m: 60, s: 1, ms: 0.001, us: 0.000001 } as const;
+  return parts.reduce((sum, p) => sum + Number(p[1]) * unit[p[2] as keyof typeof unit], 0);
+}
+
+/** The argv of a healthcheck's `test` (["CMD", …] or ["CMD-SHELL", "…"]). */
+function healthcheckArgv(s: ComposeService): string[] {
+  const t = s.healthcheck?.test;
+  if (!t) return [];
+  if (typeof t === 'string') return ['sh', '-c', t];
+  if (t[0] === 'CMD') return t.slice(1);
+  if (t[0] === 'CMD-SHELL') return ['sh', '-c', t.slice(1).join(' ')];
+  return [];
+}
+
+// ---------------------------------------------------------------------------------------------
+// The inline Caddyfile
+
+interface CaddyNode {
+  tokens: string[];
+  children?: CaddyNode[];
+}
+
+/** Caddyfile lines into nested blocks (enough for the directives this file uses: no quoting, no snippets). */
+function parseCaddyfile(text: string): CaddyNode[] {
+  const root: CaddyNode[] = [];
+  const stack: CaddyNode[][] = [root];
+  for (const raw of text.split(/\r?\n/)) {
+    const line = raw.replace(/(^|\s)#.*$/, '').trim();
+    if (!line) continue;
+    if (line === '}') {
+      if (stack.length < 2) throw new Error('unbalanced } in the Caddyfile');
+      stack.pop();
+      continue;
+    }
+    const opens = line.endsWith('{');
+    const tokens = (opens ? line.slice(0, -1) : line).trim().split(/\s+/).filter(Boolean);
+    const node: CaddyNode = opens ? { tokens, children: [] } : { tokens };
+    stack.at(-1)!.push(node);
+    if (opens) stack.push(node.children!);
+  }
+  if (stack.length !== 1) throw new Error('unclosed { in the Caddyfile');
+  return root;
+}
+
+const directive = (nodes: CaddyNode[] | undefined, name: string) => (nodes ?? []).filter((n) => n.tokens[0] === name);
+const value = (nodes: CaddyNode[] | undefined, name: string) => directive(nodes, name)[0]?.tokens.slice(1).join(' ');
+
+function caddyfileText(): string {
+  const proxy = service('caddy');
+  const mount = (proxy.configs ?? []).find((c) => typeof c === 'object' && c.target === '/etc/caddy/Caddyfile');
+  if (!mount || typeof mount !== 'object' || !mount.source) throw new Error('caddy mounts no config at /etc/caddy/Caddyfile');
+  const content = compose.configs?.[mount.source]?.content;
+  if (content === undefined) throw new Error(`configs.${mount.source} has no inline content`);
+  return content;
+}
+
+/** The Caddyfile as Caddy would read it, after Compose's interpolation with `vars`. */
+const caddySites = (vars: Record<string, string>) => parseCaddyfile(interpolate(caddyfileText(), vars)).filter((n) => n.children && n.tokens.length);
+
+/** Every site address Caddy serves → its block. A global options block (no address) is skipped. */
+function site(vars: Record<string, string>, address: string): CaddyNode {
+  const found = caddySites(vars).find((n) => n.tokens.some((t) => t.replace(/,$/, '') === address));
+  if (!found) throw new Error(`the Caddyfile serves no site ${address} (sites: ${caddySites(vars).map((n) => n.tokens.join(' ')).join('; ')})`);
+  return found;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -182,8 +271,38 @@ function dockerignorePatterns(): string[] {
     .filter((l) => l && !l.startsWith('#'));
 }
 
+// ---------------------------------------------------------------------------------------------
+// Running a healthcheck command
+
+/** Runs `argv` (a `node …` healthcheck) with `env`, returning its exit code. */
+function run(argv: string[], env: Record<string, string>): Promise<number | null> {
+  const [cmd, ...args] = argv;
+  expect(cmd, 'healthchecks run node: slim images have no curl or wget').toBe('node');
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { env: { PATH: process.env.PATH ?? '', ...env }, stdio: 'ignore', timeout: 15_000 });
+    child.on('error', reject);
+    child.on('exit', (code) => resolve(code));
+  });
+}
+
+/** A local HTTP server answering `path` with `status` (anything else: 404); resolves its port and a close(). */
+async function probeServer(probePath: string, status: number): Promise<{ port: number; close: () => Promise<void> }> {
+  const server = createServer((req, res) => {
+    res.statusCode = req.url === probePath ? status : 404;
+    res.end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { port: (server.address() as AddressInfo).port, close: () => new Promise((resolve) => server.close(() => resolve())) };
+}
+
 const KNOWN_ENV = new Set(Object.values(settings).map((s) => s.env));
 const TEST_KEK = 'a1'.repeat(32);
+/** `docker compose up` with nothing but the required key (a local trial), and with a real domain. */
+const LOCAL_TRIAL = { GATEHOUSE_KEY_ENCRYPTION_KEY: TEST_KEK };
+const REAL_DOMAIN = { GATEHOUSE_KEY_ENCRYPTION_KEY: TEST_KEK, GATEHOUSE_ISSUER: 'https://auth.example.com', POSTGRES_PASSWORD: 'a-strong-password' };
+
+/** The environment an instance runs with: the image's ENV, overridden by the compose file's. */
+const instanceEnv = (name: string, vars: Record<string, string>) => ({ ...dockerfileEnv, ...interpolateAll(environmentOf(service(name)), vars) });
 
 // ---------------------------------------------------------------------------------------------
 
@@ -196,95 +315,238 @@ describe('docker-compose.yml', () => {
     expect(Array.isArray(hc) ? hc.join(' ') : hc).toMatch(/pg_isready/);
     const mounts = (pg.volumes ?? []).map((v) => (typeof v === 'string' ? v.split(':')[0] : v.source));
     expect(mounts.some((m) => m !== undefined && Object.keys(compose.volumes ?? {}).includes(m)), 'a named volume keeps the data').toBe(true);
+    expect(portsOf(pg), 'PostgreSQL is reached on the compose network only').toEqual([]);
   });
 
-  test('migrate builds the image, runs `migrate` once after postgres is healthy', () => {
+  test('migrate builds the image, runs `migrate` once after postgres is healthy, and nothing else migrates', () => {
     const migrate = service('migrate');
     expect(migrate.build).toBeDefined();
     expect(commandOf(migrate)).toEqual(['migrate']);
     expect(dependsOn(migrate, 'postgres')).toBe('service_healthy');
     expect(migrate.restart ?? 'no').toBe('no');
+    expect(portsOf(migrate)).toEqual([]);
+    // `gatehouse migrate` migrates whatever this says; the servers must not do it on their own.
+    expect(environmentOf(migrate).GATEHOUSE_MIGRATE_ON_START ?? 'false').toBe('false');
   });
 
-  test('gatehouse serves only after postgres is healthy and migrate completed successfully', () => {
-    const gatehouse = service('gatehouse');
-    expect(gatehouse.build).toBeDefined();
-    expect(commandOf(gatehouse)).toEqual(['serve']);
-    expect(dependsOn(gatehouse, 'postgres')).toBe('service_healthy');
-    expect(dependsOn(gatehouse, 'migrate')).toBe('service_completed_successfully');
+  test('two Gatehouse instances with one configuration: identical but for their names', () => {
+    expect(INSTANCES.length).toBeGreaterThanOrEqual(2);
+    expect(INSTANCES).toContain('gatehouse-2');
+    for (const name of INSTANCES) expect(service(name), `${name} differs from gatehouse-1`).toEqual(service('gatehouse-1'));
   });
 
-  test('gatehouse uses the postgres service, does not migrate on its own, and publishes PORT', () => {
-    const env = interpolateAll(environmentOf(service('gatehouse')), { GATEHOUSE_KEY_ENCRYPTION_KEY: TEST_KEK });
-    const url = new URL(env.DATABASE_URL ?? '');
-    expect(url.protocol).toMatch(/^postgres(ql)?:$/);
-    expect(url.hostname).toBe('postgres');
-    expect(Object.keys(compose.services)).toContain(url.hostname);
-    expect(env.GATEHOUSE_MIGRATE_ON_START).toBe('false');
-
-    // The credentials in DATABASE_URL are the ones the postgres container is created with.
-    const pgEnv = interpolateAll(environmentOf(service('postgres')), {});
-    expect(decodeURIComponent(url.username)).toBe(pgEnv.POSTGRES_USER ?? 'postgres');
-    expect(decodeURIComponent(url.password)).toBe(pgEnv.POSTGRES_PASSWORD);
-    expect(url.pathname.slice(1)).toBe(pgEnv.POSTGRES_DB ?? pgEnv.POSTGRES_USER ?? 'postgres');
-
-    const port = env.PORT ?? dockerfileEnv.PORT;
-    expect(port).toBe('4000');
-    expect(publishedContainerPorts(service('gatehouse'))).toContainEqual({ published: '4000', target: port });
-    // The server must listen on every interface of the container, not only its loopback.
-    expect(env.GATEHOUSE_HOST ?? dockerfileEnv.GATEHOUSE_HOST).toBe('0.0.0.0');
+  test.each(INSTANCES)('%s serves only after postgres is healthy and migrate completed successfully', (name) => {
+    const instance = service(name);
+    expect(instance.build).toBeDefined();
+    expect(commandOf(instance)).toEqual(['serve']);
+    expect(dependsOn(instance, 'postgres')).toBe('service_healthy');
+    expect(dependsOn(instance, 'migrate')).toBe('service_completed_successfully');
+    expect(instance.restart).toBe('unless-stopped');
   });
 
-  test('the admin console listens on its own port, published on the host\'s loopback only', () => {
-    const env = interpolateAll(environmentOf(service('gatehouse')), { GATEHOUSE_KEY_ENCRYPTION_KEY: TEST_KEK });
-    const adminPort = env.GATEHOUSE_ADMIN_PORT ?? dockerfileEnv.GATEHOUSE_ADMIN_PORT;
-    expect(adminPort).toBe('4001');
-    const published = (service('gatehouse').ports ?? []).map(String).filter((p) => p.endsWith(`:${adminPort}`));
-    expect(published).toEqual([`127.0.0.1:4001:${adminPort}`]);
-    expect(env.GATEHOUSE_ADMIN_URL).toBe('http://localhost:4001');
+  test.each(INSTANCES)('%s publishes no port: it trusts X-Forwarded-*, so only the proxy may reach it', (name) => {
+    expect(environmentOf(service(name)).GATEHOUSE_TRUST_PROXY).toBe('true');
+    expect(portsOf(service(name))).toEqual([]);
+  });
+
+  test.each(INSTANCES)('%s: its container healthcheck asks /readyz on PORT', (name) => {
+    const argv = healthcheckArgv(service(name));
+    expect(argv[0]).toBe('node');
+    const port = instanceEnv(name, LOCAL_TRIAL).PORT;
+    expect(argv.join(' ')).toContain(`127.0.0.1:${port}/readyz`);
+  });
+
+  test('the instances\' healthcheck passes on a 200 from /readyz and fails on a 503 or no answer', async () => {
+    const argv = healthcheckArgv(service(INSTANCES[0]!));
+    const port = instanceEnv(INSTANCES[0]!, LOCAL_TRIAL).PORT!;
+    const at = (p: number) => argv.map((a) => a.replaceAll(`127.0.0.1:${port}/`, `127.0.0.1:${p}/`));
+    const ready = await probeServer('/readyz', 200);
+    const notReady = await probeServer('/readyz', 503);
+    try {
+      expect(await run(at(ready.port), {})).toBe(0);
+      expect(await run(at(notReady.port), {})).not.toBe(0);
+    } finally {
+      await ready.close();
+      await notReady.close();
+    }
+    const gone = await probeServer('/readyz', 200);
+    await gone.close();
+    expect(await run(at(gone.port), {})).not.toBe(0);
+  });
+
+  test.each(INSTANCES)('%s gets a stop grace period longer than GATEHOUSE_SHUTDOWN_TIMEOUT', (name) => {
+    const grace = service(name).stop_grace_period;
+    expect(grace, 'Docker\'s default (10s) leaves no margin: set stop_grace_period').toBeDefined();
+    const config = loadConfig(instanceEnv(name, LOCAL_TRIAL));
+    expect(composeSeconds(grace!)).toBeGreaterThanOrEqual(config.shutdownTimeout + 5);
+  });
+
+  test('the instances use the postgres service with its own credentials, and do not migrate on their own', () => {
+    for (const vars of [LOCAL_TRIAL, REAL_DOMAIN]) {
+      const env = interpolateAll(environmentOf(service('gatehouse-1')), vars);
+      const url = new URL(env.DATABASE_URL ?? '');
+      expect(url.protocol).toMatch(/^postgres(ql)?:$/);
+      expect(url.hostname).toBe('postgres');
+      expect(Object.keys(compose.services)).toContain(url.hostname);
+      expect(env.GATEHOUSE_MIGRATE_ON_START).toBe('false');
+
+      const pgEnv = interpolateAll(environmentOf(service('postgres')), vars);
+      expect(decodeURIComponent(url.username)).toBe(pgEnv.POSTGRES_USER ?? 'postgres');
+      expect(decodeURIComponent(url.password)).toBe(pgEnv.POSTGRES_PASSWORD);
+      expect(url.pathname.slice(1)).toBe(pgEnv.POSTGRES_DB ?? pgEnv.POSTGRES_USER ?? 'postgres');
+    }
   });
 
   test('the key-encryption key must be supplied: compose refuses to start without it', () => {
-    const raw = environmentOf(service('gatehouse')).GATEHOUSE_KEY_ENCRYPTION_KEY ?? '';
-    expect(raw).toMatch(/^\$\{GATEHOUSE_KEY_ENCRYPTION_KEY:\?[^}]*openssl rand -hex 32[^}]*\}$/);
-    expect(() => interpolate(raw, {})).toThrow(/openssl rand -hex 32/);
-    expect(interpolate(raw, { GATEHOUSE_KEY_ENCRYPTION_KEY: TEST_KEK })).toBe(TEST_KEK);
+    for (const name of ['migrate', ...INSTANCES]) {
+      const raw = environmentOf(service(name)).GATEHOUSE_KEY_ENCRYPTION_KEY ?? '';
+      expect(raw).toMatch(/^\$\{GATEHOUSE_KEY_ENCRYPTION_KEY:\?[^}]*openssl rand -hex 32[^}]*\}$/);
+      expect(() => interpolate(raw, {})).toThrow(/openssl rand -hex 32/);
+      expect(interpolate(raw, { GATEHOUSE_KEY_ENCRYPTION_KEY: TEST_KEK })).toBe(TEST_KEK);
+    }
   });
 
-  test.each(['migrate', 'gatehouse'])('every variable %s sets is a Gatehouse setting', (name) => {
+  test.each(['migrate', ...INSTANCES])('every variable %s sets is a Gatehouse setting', (name) => {
     const unknown = Object.keys(environmentOf(service(name))).filter((k) => !KNOWN_ENV.has(k));
     expect(unknown, `not in settings of src/config/config.ts: ${unknown.join(', ')}`).toEqual([]);
   });
 
-  test.each(['migrate', 'gatehouse'])('the %s environment passes loadConfig() (the stack would start)', (name) => {
-    const env = {
-      ...dockerfileEnv, // the image's ENV, overridden by the compose file's environment
-      ...interpolateAll(environmentOf(service(name)), { GATEHOUSE_KEY_ENCRYPTION_KEY: TEST_KEK }),
-    };
-    const config = loadConfig(env);
-    expect(config.production).toBe(true);
-    expect(config.issuer).toBe('http://localhost:4000');
-    expect(config.port).toBe(4000);
-    expect(config.host).toBe('0.0.0.0');
-    expect(config.migrateOnStart).toBe(false);
-    expect(config.databaseUrl).toMatch(/@postgres:5432\//);
-    expect(config.keyEncryptionKey?.toString('hex')).toBe(TEST_KEK);
-    expect(config.warnings).toEqual([]);
+  test.each(['migrate', ...INSTANCES])('the %s environment passes loadConfig() in production, behind the proxy', (name) => {
+    const local = loadConfig(instanceEnv(name, LOCAL_TRIAL));
+    expect(local.production).toBe(true);
+    expect(local.issuer).toBe('https://localhost');
+    expect(local.trustProxy).toBe(true);
+    expect(local.tls, 'TLS ends at the proxy').toBeUndefined();
+    expect(local.adminUrl).toBe('https://localhost:8443');
+    expect(local.port).toBe(4000);
+    expect(local.host).toBe('0.0.0.0');
+    expect(local.adminHost).toBe('0.0.0.0');
+    expect(local.migrateOnStart).toBe(false);
+    expect(local.databaseUrl).toMatch(/@postgres:5432\//);
+    expect(local.keyEncryptionKey?.toString('hex')).toBe(TEST_KEK);
+    expect(local.warnings).toEqual([]);
+
+    const real = loadConfig(instanceEnv(name, REAL_DOMAIN));
+    expect(real.issuer).toBe('https://auth.example.com');
+    expect(real.warnings).toEqual([]);
   });
 
-  test('migrate and gatehouse share one configuration', () => {
-    expect(environmentOf(service('migrate'))).toEqual(environmentOf(service('gatehouse')));
+  test('replacing the key-encryption key is an edit of .env: the previous key reaches every instance and migrate', () => {
+    const oldKey = 'b2'.repeat(32);
+    for (const name of ['migrate', ...INSTANCES]) {
+      const rotating = loadConfig(instanceEnv(name, { ...LOCAL_TRIAL, GATEHOUSE_PREVIOUS_KEY_ENCRYPTION_KEYS: oldKey }));
+      expect(rotating.keyEncryptionKey?.toString('hex')).toBe(TEST_KEK);
+      expect(rotating.previousKeyEncryptionKeys.map((k) => k.toString('hex'))).toEqual([oldKey]);
+      // Unset (the usual case), it is an empty string, which means "none".
+      expect(loadConfig(instanceEnv(name, LOCAL_TRIAL)).previousKeyEncryptionKeys).toEqual([]);
+    }
+  });
+
+  test.each(INSTANCES)('%s has an https issuer whatever the operator sets, and trusts the proxy', (name) => {
+    for (const vars of [LOCAL_TRIAL, REAL_DOMAIN]) {
+      const env = instanceEnv(name, vars);
+      expect(new URL(env.GATEHOUSE_ISSUER!).protocol).toBe('https:');
+      expect(new URL(env.GATEHOUSE_ADMIN_URL!).protocol).toBe('https:');
+      expect(env.GATEHOUSE_TRUST_PROXY).toBe('true');
+    }
+  });
+
+  test('migrate and the instances share one configuration', () => {
+    for (const name of INSTANCES) expect(environmentOf(service('migrate'))).toEqual(environmentOf(service(name)));
+  });
+
+  test('no service publishes an admin listener beyond this machine\'s loopback', () => {
+    const adminPort = instanceEnv('gatehouse-1', LOCAL_TRIAL).GATEHOUSE_ADMIN_PORT;
+    expect(adminPort).toBe('4001');
+    // Gatehouse's admin port, wherever it appears, and the proxy's admin site.
+    const adminSitePort = new URL(instanceEnv('gatehouse-1', LOCAL_TRIAL).GATEHOUSE_ADMIN_URL!).port || '443';
+    for (const [name, s] of Object.entries(compose.services)) {
+      for (const p of portsOf(s)) {
+        const admin = (INSTANCES.includes(name) && p.target === adminPort) || (name === 'caddy' && p.target === adminSitePort);
+        if (admin) expect(isLoopback(p.ip), `${name} publishes ${p.target} on ${p.ip || 'every interface'}`).toBe(true);
+      }
+    }
+    expect(portsOf(service('caddy')).filter((p) => p.target === adminSitePort)).toEqual([{ ip: '127.0.0.1', published: adminSitePort, target: adminSitePort }]);
+  });
+});
+
+describe('the TLS-terminating proxy (Caddy)', () => {
+  test('is the official Caddy 2 image, with its certificates on a named volume', () => {
+    const proxy = service('caddy');
+    expect(proxy.image).toMatch(/^caddy:2(\.|$|-)/);
+    const data = (proxy.volumes ?? []).map((v) => (typeof v === 'string' ? v.split(':') : [v.source, v.target]));
+    expect(data.some(([source, target]) => target === '/data' && source !== undefined && Object.keys(compose.volumes ?? {}).includes(source))).toBe(true);
+  });
+
+  test('publishes https (and http, for ACME and redirects) on every interface', () => {
+    const published = portsOf(service('caddy')).filter((p) => !p.ip).map((p) => p.target);
+    expect(published).toContain('443');
+    expect(published).toContain('80');
+  });
+
+  test('its Caddyfile is inline (compose configs), well formed, and trusts no client\'s X-Forwarded-*', () => {
+    const nodes = parseCaddyfile(interpolate(caddyfileText(), LOCAL_TRIAL));
+    expect(nodes.length).toBeGreaterThan(0);
+    const everything = JSON.stringify(nodes);
+    // Caddy is the first hop: with trusted_proxies it would pass on what a client claims.
+    expect(everything).not.toContain('trusted_proxies');
+    expect(everything).not.toMatch(/header_up\s*"?-?X-Forwarded/i);
+  });
+
+  test.each([
+    ['a local trial', LOCAL_TRIAL],
+    ['a real domain', REAL_DOMAIN],
+  ])('with %s, its public site is exactly the issuer and balances over every instance\'s public port, ready ones only', (_label, vars) => {
+    const env = instanceEnv('gatehouse-1', vars);
+    const issuerSite = site(vars, env.GATEHOUSE_ISSUER!);
+    expect(value(issuerSite.children, 'tls'), 'the issuer\'s certificate is automatic (ACME, or the local CA for localhost)').toBeUndefined();
+    const proxies = directive(issuerSite.children, 'reverse_proxy');
+    expect(proxies).toHaveLength(1);
+    const upstreams = proxies[0]!.tokens.slice(1);
+    expect(upstreams.sort()).toEqual(INSTANCES.map((name) => `${name}:${instanceEnv(name, vars).PORT}`).sort());
+    const options = proxies[0]!.children;
+    expect(value(options, 'health_uri')).toBe('/readyz');
+    expect(value(options, 'health_port') ?? env.PORT).toBe(env.PORT);
+    expect(value(options, 'health_interval')).toBeDefined();
+  });
+
+  test.each([
+    ['a local trial', LOCAL_TRIAL],
+    ['a real domain', REAL_DOMAIN],
+  ])('with %s, its admin site is exactly GATEHOUSE_ADMIN_URL and balances over every instance\'s admin port', (_label, vars) => {
+    const env = instanceEnv('gatehouse-1', vars);
+    const adminSite = site(vars, env.GATEHOUSE_ADMIN_URL!);
+    expect(value(adminSite.children, 'tls')).toBe('internal');
+    const proxies = directive(adminSite.children, 'reverse_proxy');
+    expect(proxies).toHaveLength(1);
+    expect(proxies[0]!.tokens.slice(1).sort()).toEqual(INSTANCES.map((name) => `${name}:${instanceEnv(name, vars).GATEHOUSE_ADMIN_PORT}`).sort());
+    // The admin listener has no /readyz: the public listener answers for the instance.
+    expect(value(proxies[0]!.children, 'health_uri')).toBe('/readyz');
+    expect(value(proxies[0]!.children, 'health_port')).toBe(env.PORT);
+  });
+
+  test('serves nothing but the issuer and the admin console', () => {
+    const env = instanceEnv('gatehouse-1', LOCAL_TRIAL);
+    expect(caddySites(LOCAL_TRIAL).map((n) => n.tokens.join(' ')).sort()).toEqual([env.GATEHOUSE_ADMIN_URL, env.GATEHOUSE_ISSUER].sort());
   });
 });
 
 describe('Dockerfile', () => {
-  test('is based on Node 22 or newer', () => {
+  const fromImage = () => argList(all('FROM')[0]!.args)[0] ?? '';
+
+  test('is based on a Node.js LTS line, 24 or newer, that package.json allows', () => {
     const from = all('FROM');
     expect(from).toHaveLength(1);
-    const image = argList(from[0]!.args)[0] ?? '';
-    const m = /^(?:docker\.io\/)?(?:library\/)?node:(\d+)/.exec(image);
+    const image = fromImage();
+    const m = /^(?:docker\.io\/)?(?:library\/)?node:(\d+)(?:[.-]|$)/.exec(image);
     expect(m, `FROM ${image} is not a versioned node image`).not.toBeNull();
-    expect(Number(m![1])).toBeGreaterThanOrEqual(22);
+    const major = Number(m![1]);
+    expect(major).toBeGreaterThanOrEqual(24);
+    expect(major % 2, 'odd Node.js majors never become LTS (oidc-provider warns on a non-LTS runtime)').toBe(0);
+    const engines = (JSON.parse(read('package.json')) as { engines?: { node?: string } }).engines?.node ?? '';
+    const floor = /^>=\s*(\d+)/.exec(engines);
+    expect(floor, `engines.node "${engines}" is not a ">=N" range`).not.toBeNull();
+    expect(major).toBeGreaterThanOrEqual(Number(floor![1]));
   });
 
   test('installs production dependencies with npm ci from the lock file', () => {
@@ -346,9 +608,9 @@ describe('Dockerfile', () => {
     }
   });
 
-  test('.dockerignore keeps local state and the host node_modules out of the build context', () => {
+  test('.dockerignore keeps local state, secrets and the host node_modules out of the build context', () => {
     const ignored = dockerignorePatterns().map((p) => p.replace(/^\/|\/$/g, ''));
-    for (const p of ['node_modules', 'data', '.git']) expect(ignored).toContain(p);
+    for (const p of ['node_modules', 'data', '.git', '.env']) expect(ignored).toContain(p);
   });
 
   test('runs as a non-root user', () => {
@@ -370,6 +632,37 @@ describe('Dockerfile', () => {
     }
   });
 
+  test('stops on SIGTERM, which Gatehouse drains on', () => {
+    expect(last('STOPSIGNAL')?.args.trim() ?? 'SIGTERM').toBe('SIGTERM');
+  });
+
+  test('has a HEALTHCHECK on /healthz (liveness, never the database) with node, bounded in time', () => {
+    const healthcheck = last('HEALTHCHECK');
+    expect(healthcheck, 'no HEALTHCHECK').toBeDefined();
+    expect(healthcheck!.args).toMatch(/--timeout=\d+s/);
+    const argv = healthcheckCommand();
+    expect(argv[0], 'slim images have no curl or wget').toBe('node');
+    expect(argv.join(' ')).toContain('/healthz');
+    expect(argv.join(' ')).not.toContain('/readyz');
+    expect(argv.join(' '), 'it follows PORT').toContain('process.env.PORT');
+  });
+
+  test('its HEALTHCHECK passes on a 200 from /healthz and fails on an error or no answer', async () => {
+    const argv = healthcheckCommand();
+    const alive = await probeServer('/healthz', 200);
+    const failing = await probeServer('/healthz', 500);
+    try {
+      expect(await run(argv, { PORT: String(alive.port) })).toBe(0);
+      expect(await run(argv, { PORT: String(failing.port) })).not.toBe(0);
+    } finally {
+      await alive.close();
+      await failing.close();
+    }
+    const gone = await probeServer('/healthz', 200);
+    await gone.close();
+    expect(await run(argv, { PORT: String(gone.port) })).not.toBe(0);
+  });
+
   test('the entrypoint runs bin/gatehouse.js, serving by default', () => {
     const entrypoint = argList(last('ENTRYPOINT')?.args ?? '[]');
     expect(entrypoint).toEqual(['node', 'bin/gatehouse.js']);
@@ -379,3 +672,11 @@ describe('Dockerfile', () => {
     expect(workdir, 'a relative entrypoint needs a WORKDIR').toBeDefined();
   });
 });
+
+/** The HEALTHCHECK's command: `HEALTHCHECK [--flags] CMD ["node", …]` (exec form) or `CMD node …` (shell form). */
+function healthcheckCommand(): string[] {
+  const args = (last('HEALTHCHECK')?.args ?? '').replace(/^(--[a-z-]+=\S+\s+)+/, '').trim();
+  const m = /^CMD\s+(.*)$/s.exec(args);
+  if (!m) throw new Error(`HEALTHCHECK ${args}: expected CMD …`);
+  return m[1]!.trim().startsWith('[') ? (JSON.parse(m[1]!) as string[]) : ['sh', '-c', m[1]!];
+}
