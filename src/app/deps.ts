@@ -24,6 +24,7 @@ import { createViews } from '../http/views.ts';
 import { healthRoutes } from '../http/health.ts';
 import { createKeysService } from '../keys/keys.service.ts';
 import { createSecretBox } from '../keys/secret-box.ts';
+import { createMetrics, type Metrics } from '../metrics/metrics.ts';
 import { createInteractionsFacade } from '../oidc/interactions.facade.ts';
 import { createProvider } from '../oidc/profile.ts';
 import { createResourcesService } from '../resources/resources.service.ts';
@@ -57,6 +58,18 @@ export interface BuildOptions {
    * When absent, buildApp opens GATEHOUSE_AUDIT_SINK itself.
    */
   auditSink?: AuditSink | undefined;
+  /**
+   * The Prometheus metrics (served at the admin listener's /metrics). Like the audit sink, the server
+   * creates one per process ({@link createAppMetrics}) and passes it to every rebuild, so counters
+   * survive a key rotation. When absent, buildApp creates its own.
+   */
+  metrics?: Metrics | undefined;
+}
+
+/** The metrics for one process over `database`: its pool's use, and the pending-clients count (read at scrape time only). */
+export function createAppMetrics(database: DatabaseHandle): Metrics {
+  const clients = createClientsRepository(database.db);
+  return createMetrics({ poolStats: database.poolStats, pendingClients: () => clients.countPending() });
 }
 
 export async function buildApp(config: Config, database: DatabaseHandle, logger: Logger, testOnly: BuildOptions = {}) {
@@ -64,7 +77,8 @@ export async function buildApp(config: Config, database: DatabaseHandle, logger:
     throw new Error('documentFetchTrust is for the test suite only and cannot be used in production');
   }
   const { db } = database;
-  const secretBox = createSecretBox(config.keyEncryptionKey);
+  const metrics = testOnly.metrics ?? createAppMetrics(database);
+  const secretBox = createSecretBox(config.keyEncryptionKey, config.previousKeyEncryptionKeys);
   const keysService = createKeysService({ db, secretBox });
   const { keys, created } = await keysService.ensure();
   for (const what of created) logger.warn({ event: 'keys.generated' }, `generated a new ${what}`);
@@ -88,6 +102,7 @@ export async function buildApp(config: Config, database: DatabaseHandle, logger:
     metadataDocuments,
     clients: clientsRepository,
     audit,
+    metrics: metrics.tokens,
     logger,
     limiter: createRateLimiter(db),
     registrationGuard: createRegistrationGuard({
@@ -136,6 +151,7 @@ export async function buildApp(config: Config, database: DatabaseHandle, logger:
     registrationOpen: config.registration === 'open',
     csrfSecret: keys.cookies[0]!,
     throttle: createSignInThrottle(db),
+    metrics,
   });
   const adminApp = createAdminApp({
     db,
@@ -148,8 +164,9 @@ export async function buildApp(config: Config, database: DatabaseHandle, logger:
     adminUrl: config.adminUrl,
     trustProxy: config.trustProxy,
     defaultAccessTokenTtl: config.accessTokenTtl,
+    metrics,
   });
-  return { app, adminApp, provider, resources, accounts, clients, audit, keys, db };
+  return { app, adminApp, provider, resources, accounts, clients, audit, keys, db, metrics };
 }
 
 export type BuiltApp = Awaited<ReturnType<typeof buildApp>>;

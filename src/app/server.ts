@@ -1,19 +1,19 @@
 /**
- * Starts Gatehouse: open the database, migrate when configured, load keys, listen, sweep expired
- * rows, and drain on SIGTERM/SIGINT.
+ * Starts Gatehouse: open the database, check (or, when asked, migrate) its schema, load keys,
+ * listen, run the janitor on a schedule, and drain within a bound on stop (SIGTERM/SIGINT in the CLI).
  */
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.ts';
 import { openDatabase, type DatabaseHandle } from '../db/database.ts';
-import { migrateToLatest, pendingMigrations } from '../db/migrator.ts';
-import { sweepExpired } from '../oidc/adapter.ts';
+import { ensureSchema } from '../db/migrator.ts';
 import { createKeysService, type KeyMaterial } from '../keys/keys.service.ts';
-import { rotateSigningKey } from '../keys/rotation.ts';
+import { rotateSigningKeyIfDue } from '../keys/rotation.ts';
 import { createSecretBox } from '../keys/secret-box.ts';
 import { createAuditSink } from '../audit/audit-sink.ts';
-import { buildApp } from './deps.ts';
+import { buildApp, createAppMetrics } from './deps.ts';
+import { describeJanitorReport, runJanitor } from './janitor.ts';
 import { createListener, loadTlsMaterial, reloadTlsIfChanged } from './tls.ts';
 
 export interface RunningServer {
@@ -22,7 +22,13 @@ export interface RunningServer {
   adminServer: Server;
   adminUrl: string;
   database: DatabaseHandle;
-  stop(): Promise<void>;
+  /**
+   * Graceful stop: refuse new connections, answer /readyz with 503 and `Connection: close` on
+   * kept-alive connections, let requests in flight finish for at most GATEHOUSE_SHUTDOWN_TIMEOUT,
+   * then cut what is left, close the pool and resolve. Resolves `{ forced }` — whether connections
+   * had to be cut.
+   */
+  stop(): Promise<{ forced: boolean }>;
 }
 
 export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
@@ -32,20 +38,19 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     url: config.databaseUrl,
     dataDir: config.dataDir,
     poolSize: config.databasePoolSize,
+    timeoutMs: config.databaseTimeout * 1000,
   });
   try {
-    if (config.migrateOnStart) {
-      const applied = await migrateToLatest(database.db);
-      if (applied.length) logger.info({ event: 'db.migrated', applied }, `applied ${applied.length} migration(s)`);
-    } else {
-      const pending = await pendingMigrations(database.db);
-      if (pending.length) throw new Error(`the database has pending migrations (${pending.join(', ')}): run \`gatehouse migrate\``);
-    }
+    // Refuses a schema older (unless migrating) or newer than this version's, with what to do.
+    const applied = await ensureSchema(database.db, { migrate: config.migrateOnStart });
+    if (applied.length) logger.info({ event: 'db.migrated', applied }, `applied ${applied.length} migration(s)`);
 
     const tls = config.tls ? await loadTlsMaterial(config.tls) : undefined;
     // One sink for the life of the process, shared by every rebuild of the app.
     const auditSink = createAuditSink(config.auditSink);
-    const build = () => buildApp(config, database, logger, { auditSink });
+    // One metrics registry for the life of the process too: counters survive a key-rotation rebuild.
+    const metrics = createAppMetrics(database);
+    const build = () => buildApp(config, database, logger, { auditSink, metrics });
     let built = await build();
     // Settings that weaken a safe default are in the audit trail for as long as they are in force.
     for (const warning of config.warnings) {
@@ -53,10 +58,28 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     }
     let handle = built.app.callback();
     let handleAdmin = built.adminApp.callback();
-    const server = createListener((req, res) => handle(req, res), tls);
+    // While draining, kept-alive connections are told to close after their response, and /readyz
+    // says so, so a load balancer that still holds a connection moves on.
+    let draining = false;
+    const drainAware = (next: () => (req: IncomingMessage, res: ServerResponse) => void) => (req: IncomingMessage, res: ServerResponse) => {
+      if (draining && (req.url === '/readyz' || req.url?.startsWith('/readyz?'))) {
+        res.writeHead(503, { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store', Connection: 'close' });
+        res.end(JSON.stringify({ status: 'not_ready', checks: { lifecycle: 'shutting down' } }));
+        return;
+      }
+      // Decided when the headers go out (every response passes through writeHead), so a request
+      // that arrived before the drain began still closes its connection after answering.
+      const writeHead = res.writeHead;
+      res.writeHead = function (this: ServerResponse, ...args: Parameters<ServerResponse['writeHead']>) {
+        if (draining && !this.headersSent) this.setHeader('Connection', 'close');
+        return writeHead.apply(this, args);
+      } as ServerResponse['writeHead'];
+      next()(req, res);
+    };
+    const server = createListener(drainAware(() => handle), tls);
     server.keepAliveTimeout = 65_000;
-    const adminServer = createListener((req, res) => handleAdmin(req, res), tls);
-    const keysService = createKeysService({ db: database.db, secretBox: createSecretBox(config.keyEncryptionKey) });
+    const adminServer = createListener(drainAware(() => handleAdmin), tls);
+    const keysService = createKeysService({ db: database.db, secretBox: createSecretBox(config.keyEncryptionKey, config.previousKeyEncryptionKeys) });
     const fingerprint = (keys: KeyMaterial) => `${keys.signing.map((k) => k.kid).join(',')}|${keys.cookies.length}`;
     let loadedKeys = fingerprint(built.keys);
     const listen = (s: Server, port: number, host: string) =>
@@ -77,15 +100,19 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     }
     const urlOf = (host: string, p: number) => `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${p}`;
 
+    // Housekeeping in every instance; the janitor's advisory lock lets one run at a time.
     let sweeping: Promise<unknown> = Promise.resolve();
     const sweeper =
       config.sweepInterval > 0
         ? setInterval(() => {
-            sweeping = sweepExpired(database.db)
-              .then((n) => n && logger.debug({ event: 'db.swept', deleted: n }, 'deleted expired rows'))
-              .then(() => (config.pendingClientTtl > 0 ? built.clients.expireStalePending(config.pendingClientTtl) : []))
-              .then((expired) => expired.length && logger.info({ event: 'clients.expired', count: expired.length }, 'deleted never-approved clients'))
-              .catch((err: unknown) => logger.warn({ err }, 'sweeping expired rows failed'));
+            sweeping = runJanitor({ db: database.db, databaseUrl: config.databaseUrl, clients: built.clients, pendingClientTtl: config.pendingClientTtl })
+              .then((outcome) => {
+                if (!outcome.ran) return logger.debug({ event: 'janitor.skipped' }, 'janitor: another instance is running it');
+                const { report } = outcome;
+                const level = report.total || report.expiredClients.length ? 'info' : 'debug';
+                logger[level]({ event: 'janitor.ran', deleted: report.total, payloads: report.payloads, expiredClients: report.expiredClients.length, ms: report.durationMs }, describeJanitorReport(report));
+              })
+              .catch((err: unknown) => logger.warn({ err }, 'janitor failed; it runs again next interval'));
           }, config.sweepInterval * 1000)
         : undefined;
     sweeper?.unref();
@@ -99,11 +126,11 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         if (config.keyRotationInterval > 0) {
           const status = await keysService.rotationStatus();
           if (status.activeAgeSeconds >= config.keyRotationInterval && !status.scheduled) {
-            const rotated = await rotateSigningKey(
+            const rotated = await rotateSigningKeyIfDue(
               { keys: keysService, resources: built.resources, audit: built.audit },
-              { leadSeconds: config.keyPublishLead, defaultTokenTtl: config.accessTokenTtl, actor: 'gatehouse' },
+              { leadSeconds: config.keyPublishLead, defaultTokenTtl: config.accessTokenTtl, actor: 'gatehouse', intervalSeconds: config.keyRotationInterval },
             );
-            logger.info({ event: 'keys.rotated', kid: rotated.kid }, 'scheduled signing-key rotation');
+            if (rotated) logger.info({ event: 'keys.rotated', kid: rotated.kid }, 'scheduled signing-key rotation');
           }
         }
         const current = fingerprint(await keysService.load());
@@ -125,21 +152,41 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       adminUrl: urlOf(config.adminHost, adminPort),
       database,
       async stop() {
+        draining = true;
         if (sweeper) clearInterval(sweeper);
         clearInterval(keyWatcher);
-        await keyCheck;
-        await Promise.all(
-          [server, adminServer].map(
-            (s) =>
-              new Promise<void>((resolve) => {
-                s.close(() => resolve());
-                s.closeIdleConnections();
-              }),
-          ),
-        );
-        await sweeping;
+        const servers = [server, adminServer];
+        const closed = Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+        // close() stops accepting; idle kept-alive connections are closed now, and busy ones as
+        // soon as their response is done (Connection: close above, and this poll for the rest).
+        for (const s of servers) s.closeIdleConnections();
+        const idlePoll = setInterval(() => servers.forEach((s) => s.closeIdleConnections()), 50);
+        let forced = false;
+        let deadline: NodeJS.Timeout | undefined;
+        await Promise.race([
+          closed,
+          new Promise<void>((resolve) => {
+            deadline = setTimeout(() => {
+              forced = true;
+              resolve();
+            }, config.shutdownTimeout * 1000);
+          }),
+        ]);
+        clearInterval(idlePoll);
+        clearTimeout(deadline);
+        if (forced) {
+          logger.warn({ event: 'server.drain_timeout', timeoutSeconds: config.shutdownTimeout }, 'requests still in flight at the shutdown bound: closing their connections');
+          for (const s of servers) s.closeAllConnections();
+          await closed;
+        }
+        // Background work gets a short, bounded moment to finish its current statement.
+        await Promise.race([Promise.allSettled([keyCheck, sweeping]), new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
         await auditSink?.close();
-        await database.close();
+        // Closing the pool waits for connections still lent out (a request cut at the bound may
+        // hold one); that wait is bounded too, so stop() always resolves.
+        const poolClosed = await Promise.race([database.close().then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 2000).unref())]);
+        if (!poolClosed) logger.warn({ event: 'server.pool_close_timeout' }, 'database connections still busy at exit');
+        return { forced };
       },
     };
   } catch (err) {

@@ -8,7 +8,8 @@ import { AccountInputError, AccountNotFoundError, createAccountsService, type Ac
 import { startServer } from '../app/server.ts';
 import { ConfigError, loadConfig, parseDuration, type Config } from '../config/config.ts';
 import { DatabaseInUseError, openDatabase, type DatabaseHandle } from '../db/database.ts';
-import { migrateToLatest, pendingMigrations } from '../db/migrator.ts';
+import { ensureSchema, SchemaMismatchError } from '../db/migrator.ts';
+import { describeJanitorReport, runJanitor } from '../app/janitor.ts';
 import { createLogger } from '../http/logger.ts';
 import { ResourceExistsError } from '../resources/resources.repository.ts';
 import { createConnectionsRepository, type Connection } from '../oidc/connections.repository.ts';
@@ -22,6 +23,7 @@ import { userInfo } from 'node:os';
 import { verifyAuditChain } from '../audit/audit-chain.ts';
 import { createKeysService } from '../keys/keys.service.ts';
 import { rotateSigningKey } from '../keys/rotation.ts';
+import { rewrapSecrets } from '../keys/rewrap.ts';
 import { createSecretBox } from '../keys/secret-box.ts';
 import { createAuditLog, type AuditLog } from '../audit/audit-log.ts';
 import { createAuditSink } from '../audit/audit-sink.ts';
@@ -46,6 +48,9 @@ const USAGE = `Usage: gatehouse <command>
   keys list [--json]            signing keys and their state (never private material)
   keys rotate [--lead 10m]      publish a new signing key now; it signs after the lead time, and
                                 the old key stays published until its tokens have expired
+  keys rewrap                   re-encrypt every stored secret under the current
+                                GATEHOUSE_KEY_ENCRYPTION_KEY (after replacing it); exit 3,
+                                changing nothing, if a secret fits no configured key
   admin create EMAIL            create an administrator (console sign-in); the password is
                                 prompted for, or read from stdin
   resource add URI --name NAME --scope NAME=DESCRIPTION [--scope …]
@@ -75,6 +80,10 @@ const USAGE = `Usage: gatehouse <command>
                                 who let which client use which MCP server (newest first)
   connection revoke GRANT_ID    revoke one: its refresh tokens stop working, and the user is
                                 asked to consent again next time
+  janitor [--json]              delete expired tokens, codes, sessions and interactions, and
+                                clients pending longer than GATEHOUSE_PENDING_CLIENT_TTL; one
+                                instance at a time (servers also run it every
+                                GATEHOUSE_SWEEP_INTERVAL)
 
 Settings come from environment variables; see the README.`;
 
@@ -89,14 +98,10 @@ const cliActor = () => `cli:${userInfo().username}`;
  * command's own output (`--json`) stays parseable.
  */
 async function withDatabase<T>(config: Config, fn: (db: DatabaseHandle & { audit: AuditLog }) => Promise<T>): Promise<T> {
-  const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, poolSize: 2 });
+  const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, poolSize: 2, timeoutMs: config.databaseTimeout * 1000 });
   const sink = createAuditSink(config.auditSink === 'stdout' ? 'stderr' : config.auditSink);
   try {
-    if (config.migrateOnStart) await migrateToLatest(database.db);
-    else {
-      const pending = await pendingMigrations(database.db);
-      if (pending.length) throw new UsageError(`the database has pending migrations: run \`gatehouse migrate\` first`);
-    }
+    await ensureSchema(database.db, { migrate: config.migrateOnStart });
     return await fn({ ...database, audit: createAuditLog({ db: database.db, sink }) });
   } finally {
     await sink?.close();
@@ -107,6 +112,24 @@ async function withDatabase<T>(config: Config, fn: (db: DatabaseHandle & { audit
 async function serve(config: Config) {
   const logger = createLogger(config.logLevel);
   const running = await startServer(config, logger);
+  // Signal handlers first: whoever reads the banner below may stop the server at once.
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ event: 'server.stopping', signal, timeoutSeconds: config.shutdownTimeout }, 'stopped accepting connections; draining');
+    // A safety net past the bound: stop() is bounded itself, so this fires only if something hangs.
+    setTimeout(() => {
+      logger.error({ event: 'server.stop_hung' }, 'shutdown did not finish in time: exiting');
+      process.exit(1);
+    }, (config.shutdownTimeout + 5) * 1000).unref();
+    const started = Date.now();
+    const { forced } = await running.stop();
+    logger.info({ event: 'server.stopped', forced, ms: Date.now() - started }, forced ? 'stopped (connections still busy at the bound were closed)' : 'stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
   const users = await running.database.db
     .selectFrom('accounts')
     .select((eb) => eb.fn.countAll<string>().as('n'))
@@ -134,16 +157,6 @@ async function serve(config: Config) {
   }
   process.stdout.write(`${lines.join('\n')}\n\n`);
 
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ event: 'server.stopping', signal }, 'draining connections');
-    await running.stop();
-    process.exit(0);
-  };
-  process.on('SIGTERM', () => void stop('SIGTERM'));
-  process.on('SIGINT', () => void stop('SIGINT'));
 }
 
 /** The audited administrative operations, as the console and the API run them. */
@@ -152,12 +165,29 @@ function operationsFor(db: DB, audit: AuditLog) {
   return createAdminOperations({ db, resources, audit, clients: createClientsService({ db, resources, audit }), connections: createConnectionsRepository(db), accounts: createAccountsService({ db }) });
 }
 
-async function keysCommand(config: Config, args: string[]) {
+async function keysCommand(config: Config, args: string[]): Promise<number> {
   const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean' }, lead: { type: 'string' } } });
   const [action] = positionals;
-  if ((action !== 'list' && action !== 'rotate') || positionals.length > 1) throw new UsageError('usage: gatehouse keys list|rotate');
-  await withDatabase(config, async ({ db, audit }) => {
-    const keys = createKeysService({ db, secretBox: createSecretBox(config.keyEncryptionKey) });
+  if ((action !== 'list' && action !== 'rotate' && action !== 'rewrap') || positionals.length > 1) throw new UsageError('usage: gatehouse keys list|rotate|rewrap');
+  return withDatabase(config, async ({ db, audit }) => {
+    const secretBox = createSecretBox(config.keyEncryptionKey, config.previousKeyEncryptionKeys);
+    if (action === 'rewrap') {
+      const report = await rewrapSecrets({ db, secretBox, audit }, { actor: cliActor() });
+      if (report.failed.length) {
+        process.stderr.write(
+          `gatehouse: ${report.failed.length} stored secret(s) fit neither GATEHOUSE_KEY_ENCRYPTION_KEY nor any key in GATEHOUSE_PREVIOUS_KEY_ENCRYPTION_KEYS; nothing was changed:\n` +
+            report.failed.map((f) => `  - ${f.record}: ${f.reason}\n`).join(''),
+        );
+        return 3;
+      }
+      const secrets = (n: number) => `${n} secret${n === 1 ? '' : 's'}`;
+      process.stdout.write(
+        `Re-encrypted ${secrets(report.rewrapped)} under the current key-encryption key; ${report.alreadyCurrent} ${report.alreadyCurrent === 1 ? 'was' : 'were'} already under it. ` +
+          'Remove GATEHOUSE_PREVIOUS_KEY_ENCRYPTION_KEYS from every instance.\n',
+      );
+      return 0;
+    }
+    const keys = createKeysService({ db, secretBox });
     if (action === 'rotate') {
       const lead = values.lead === undefined ? config.keyPublishLead : parseDuration(values.lead);
       if (lead === undefined) throw new UsageError('--lead must be a duration such as 0, 10m or 1h');
@@ -168,17 +198,21 @@ async function keysCommand(config: Config, args: string[]) {
       );
       process.stdout.write(
         `New signing key ${rotated.kid} is published now and signs from ${rotated.activatesAt.toISOString()}; ` +
-          `the previous key stays published until ${rotated.retiredUnpublishAt.toISOString()}. Running servers pick this up within a minute.\n`,
+          `the previous key stays published until ${rotated.retiredUnpublishAt.toISOString()}. Running servers pick this up within ${config.keyCheckInterval} s (GATEHOUSE_KEY_CHECK_INTERVAL).\n`,
       );
-      return;
+      return 0;
     }
     const list = await keys.list();
-    if (values.json) return void process.stdout.write(`${JSON.stringify(list.map(({ publicJwk: _p, ...k }) => k), null, 2)}\n`);
+    if (values.json) {
+      process.stdout.write(`${JSON.stringify(list.map(({ publicJwk: _p, ...k }) => k), null, 2)}\n`);
+      return 0;
+    }
     if (!list.length) process.stdout.write('No signing keys yet: they are created when the server first starts.\n');
     const when = (d: Date | null) => (d ? d.toISOString() : '-');
     for (const k of list) {
       process.stdout.write(`${k.state.padEnd(11)}  ${k.kid}  ${k.alg}  created ${when(k.createdAt)}  signs from ${when(k.activatesAt ?? k.createdAt)}  retires ${when(k.retiresAt)}  unpublished ${when(k.unpublishAt)}\n`);
     }
+    return 0;
   });
 }
 
@@ -461,6 +495,26 @@ async function connectionCommand(config: Config, args: string[]) {
   });
 }
 
+/**
+ * One janitor run, for cron (with GATEHOUSE_SWEEP_INTERVAL=0) or by hand. Exit 0 when it ran or
+ * another instance was running it (then there is nothing to do); the report goes to stdout.
+ */
+async function janitorCommand(config: Config, args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean' } } });
+  if (positionals.length) throw new UsageError('usage: gatehouse janitor [--json]');
+  return withDatabase(config, async ({ db, audit }) => {
+    const outcome = await runJanitor({
+      db,
+      databaseUrl: config.databaseUrl,
+      clients: createClientsService({ db, resources: createResourcesService({ db }), audit }),
+      pendingClientTtl: config.pendingClientTtl,
+    });
+    if (values.json) process.stdout.write(`${JSON.stringify(outcome, null, 2)}\n`);
+    else process.stdout.write(outcome.ran ? `${describeJanitorReport(outcome.report)}\n` : 'Another Gatehouse instance is running the janitor right now; nothing done.\n');
+    return 0;
+  });
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command = 'serve', ...rest] = argv;
   if (command === 'help' || command === '--help' || command === '-h') {
@@ -475,7 +529,8 @@ async function main(argv: string[]): Promise<number> {
     case 'migrate': {
       const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, poolSize: 1 });
       try {
-        const applied = await migrateToLatest(database.db);
+        // Refuses a database migrated by a newer Gatehouse; Kysely's lock serialises concurrent runs.
+        const applied = await ensureSchema(database.db, { migrate: true });
         process.stdout.write(applied.length ? `Applied ${applied.join(', ')}.\n` : 'The database is up to date.\n');
       } finally {
         await database.close();
@@ -497,11 +552,12 @@ async function main(argv: string[]): Promise<number> {
     case 'audit':
       return auditCommand(config, rest);
     case 'keys':
-      await keysCommand(config, rest);
-      return 0;
+      return keysCommand(config, rest);
     case 'connection':
       await connectionCommand(config, rest);
       return 0;
+    case 'janitor':
+      return janitorCommand(config, rest);
     default:
       throw new UsageError(`unknown command "${command}"\n\n${USAGE}`);
   }
@@ -523,6 +579,7 @@ main(process.argv.slice(2)).then(
       err instanceof ResourceNotFoundError ||
       err instanceof AccountNotFoundError ||
       err instanceof DatabaseInUseError ||
+      err instanceof SchemaMismatchError ||
       // node:util parseArgs: an unknown option, or a missing option value.
       /^ERR_PARSE_ARGS_/.test(String((err as { code?: unknown })?.code ?? ''));
     process.stderr.write(`gatehouse: ${known ? (err as Error).message : (err as Error)?.stack ?? String(err)}\n`);

@@ -129,6 +129,13 @@ export const settings = {
     default: '10',
     schema: int(1, 500),
   },
+  databaseTimeout: {
+    env: 'GATEHOUSE_DATABASE_TIMEOUT',
+    description:
+      'The longest Gatehouse waits on PostgreSQL: for a connection, and for the answer to each statement. Past it the request is answered 503 (temporarily_unavailable) and the connection is discarded, so a hung database or a network that drops packets never leaves requests hanging. Raise it only if legitimate statements take longer. Migrations are not bounded; the embedded database is in-process and not affected.',
+    default: '5s',
+    schema: duration(1, 600),
+  },
   keyEncryptionKey: {
     env: 'GATEHOUSE_KEY_ENCRYPTION_KEY',
     description:
@@ -136,6 +143,21 @@ export const settings = {
     schema: z
       .string()
       .regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex characters: generate one with `openssl rand -hex 32`'),
+  },
+  previousKeyEncryptionKeys: {
+    env: 'GATEHOUSE_PREVIOUS_KEY_ENCRYPTION_KEYS',
+    description:
+      'While replacing GATEHOUSE_KEY_ENCRYPTION_KEY: the old key(s), comma-separated, 64 hex characters each. They only decrypt; everything is encrypted under GATEHOUSE_KEY_ENCRYPTION_KEY. Set the new key with the old one here on every instance, run `gatehouse keys rewrap`, then remove this setting.',
+    schema: z.string().transform((v, ctx) => {
+      const keys = v.split(',').map((k) => k.trim());
+      // Never echo a key, not even a malformed one: name its position instead.
+      const bad = keys.map((k, i) => (/^[0-9a-fA-F]{64}$/.test(k) ? 0 : i + 1)).filter((i) => i > 0);
+      if (bad.length) {
+        ctx.addIssue({ code: 'custom', message: `every key must be 64 hex characters, comma-separated (not key ${bad.join(', ')} of ${keys.length})` });
+        return z.NEVER;
+      }
+      return keys.map((k) => k.toLowerCase());
+    }),
   },
   migrateOnStart: {
     env: 'GATEHOUSE_MIGRATE_ON_START',
@@ -316,7 +338,7 @@ export const settings = {
 type Settings = typeof settings;
 type Raw = { [K in keyof Settings]: z.output<Settings[K]['schema']> };
 
-export interface Config extends Omit<Raw, 'issuer' | 'databaseUrl' | 'keyEncryptionKey' | 'adminUrl' | 'tlsCertFile' | 'tlsKeyFile' | 'migrateOnStart'> {
+export interface Config extends Omit<Raw, 'issuer' | 'databaseUrl' | 'keyEncryptionKey' | 'previousKeyEncryptionKeys' | 'adminUrl' | 'tlsCertFile' | 'tlsKeyFile' | 'migrateOnStart'> {
   /** Unset: true for the embedded database, false with DATABASE_URL. */
   migrateOnStart: boolean;
   issuer: string;
@@ -327,6 +349,8 @@ export interface Config extends Omit<Raw, 'issuer' | 'databaseUrl' | 'keyEncrypt
   databaseUrl: string | undefined;
   /** 32 bytes, or undefined when the development key is in use. */
   keyEncryptionKey: Buffer | undefined;
+  /** Old key-encryption keys (32 bytes each), for decryption only while `gatehouse keys rewrap` is pending; usually empty. */
+  previousKeyEncryptionKeys: Buffer[];
   /** Problems that do not stop start-up outside production, worth a loud warning. */
   warnings: string[];
 }
@@ -410,6 +434,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (production && out.keyEncryptionKey === undefined && !failed.has('keyEncryptionKey')) {
     problems.push('GATEHOUSE_KEY_ENCRYPTION_KEY: required in production: generate one with `openssl rand -hex 32`');
   }
+  const previousKeys = Array.isArray(out.previousKeyEncryptionKeys) ? (out.previousKeyEncryptionKeys as string[]) : [];
+  if (previousKeys.length && out.keyEncryptionKey === undefined && !failed.has('keyEncryptionKey')) {
+    problems.push(
+      'GATEHOUSE_PREVIOUS_KEY_ENCRYPTION_KEYS: set only together with GATEHOUSE_KEY_ENCRYPTION_KEY (the new key); previous keys only decrypt, so nothing could be encrypted',
+    );
+  }
+  if (typeof out.keyEncryptionKey === 'string' && previousKeys.includes(out.keyEncryptionKey.toLowerCase())) {
+    problems.push('GATEHOUSE_PREVIOUS_KEY_ENCRYPTION_KEYS: must not contain the current GATEHOUSE_KEY_ENCRYPTION_KEY (list only the keys being replaced)');
+  }
   if (production && out.databaseUrl === undefined) {
     problems.push('DATABASE_URL: required in production; the embedded database is for trying Gatehouse out');
   }
@@ -440,6 +473,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     migrateOnStart: typeof out.migrateOnStart === 'boolean' ? out.migrateOnStart : out.databaseUrl === undefined,
     keyEncryptionKey:
       typeof out.keyEncryptionKey === 'string' ? Buffer.from(out.keyEncryptionKey, 'hex') : undefined,
+    previousKeyEncryptionKeys: previousKeys.map((k) => Buffer.from(k, 'hex')),
     warnings,
   };
 }
@@ -478,5 +512,10 @@ function policyWarnings(c: Raw): string[] {
   }
   if (c.keyRotationInterval === 0) out.push('GATEHOUSE_KEY_ROTATION_INTERVAL=0: scheduled signing-key rotation is off.');
   if (c.pendingClientTtl === 0) out.push('GATEHOUSE_PENDING_CLIENT_TTL=0: clients that are never approved are kept forever.');
+  if (c.previousKeyEncryptionKeys?.length) {
+    out.push(
+      `GATEHOUSE_PREVIOUS_KEY_ENCRYPTION_KEYS is set: ${c.previousKeyEncryptionKeys.length} old key-encryption key(s) can still decrypt stored secrets; remove it once \`gatehouse keys rewrap\` has run.`,
+    );
+  }
   return out;
 }

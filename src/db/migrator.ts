@@ -67,3 +67,34 @@ export async function schemaStatus(db: Kysely<any>, dir = MIGRATIONS_DIR): Promi
   }
   return { pending: known.filter((n) => !applied.includes(n)), unknown: applied.filter((n) => !known.includes(n)) };
 }
+
+/** The database's schema is not the one this version of Gatehouse was written for. */
+export class SchemaMismatchError extends Error {
+  readonly code = 'schema_mismatch';
+}
+
+/**
+ * Makes sure the schema is exactly the one this version expects before anything is served
+ * (issue 7 §3). Pending migrations are applied only when `migrate` is set
+ * (GATEHOUSE_MIGRATE_ON_START, or the `gatehouse migrate` command); otherwise they, and
+ * migrations this version does not know (a newer Gatehouse migrated the database), refuse start-up
+ * with a message that says what to do. Returns the migrations applied.
+ */
+export async function ensureSchema(db: Kysely<any>, options: { migrate: boolean }): Promise<string[]> {
+  const { pending, unknown } = await schemaStatus(db);
+  if (unknown.length) {
+    throw new SchemaMismatchError(
+      `the database schema is newer than this version of Gatehouse: it has migration(s) this version does not know (${unknown.join(', ')}). ` +
+        'Run the Gatehouse version that migrated it (or newer); to go back to this version, restore the backup taken before that migration.',
+    );
+  }
+  if (!pending.length) return [];
+  if (options.migrate) return migrateToLatest(db);
+  const fresh = pending.length === (await migrationNames(MIGRATIONS_DIR)).length;
+  throw new SchemaMismatchError(
+    fresh
+      ? 'the database has no Gatehouse schema yet: run `gatehouse migrate` (or set GATEHOUSE_MIGRATE_ON_START=true)'
+      : `the database schema is older than this version of Gatehouse: ${pending.length} migration(s) pending (${pending.join(', ')}). ` +
+          'Run `gatehouse migrate` (or set GATEHOUSE_MIGRATE_ON_START=true); take a backup first.',
+  );
+}

@@ -2,9 +2,13 @@
  * Probes for load balancers and orchestrators (issue 7 §2), on the public listener:
  * - `GET /healthz`: the process is alive and serving HTTP. Never touches the database, so a
  *   database outage does not get healthy instances restarted.
- * - `GET /readyz`: this instance can do its work: the database answers (within 2 s), its schema is
- *   the one this version expects (no pending or unknown migrations), and signing keys are loaded.
- *   503 with the failing checks otherwise, so the load balancer sends traffic elsewhere.
+ * - `GET /readyz`: this instance can do its work: the database answers (within 2 s), its schema has
+ *   every migration this version needs, and signing keys are loaded. 503 with the failing checks
+ *   otherwise, so the load balancer sends traffic elsewhere.
+ *   A schema *newer* than this version (migrations it does not know) is reported but does not fail
+ *   readiness: during a rolling upgrade the new version's `gatehouse migrate` runs first, and the
+ *   instances of the previous version must keep serving until they are replaced (migrations are
+ *   additive; docs/deployment.md). Such an instance would refuse to start again (ensureSchema).
  * Both are `no-store` and say nothing secret: check names and short reasons only.
  */
 import type { Context, Next } from 'koa';
@@ -14,7 +18,7 @@ import { schemaStatus } from '../db/migrator.ts';
 
 const DATABASE_TIMEOUT_MS = 2000;
 
-type Check = { ok: true } | { ok: false; reason: string };
+type Check = { ok: true; note?: string } | { ok: false; reason: string };
 
 async function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -32,10 +36,10 @@ export function healthRoutes(deps: { db: DB; signingKeys: () => number }) {
       await withTimeout(sql`SELECT 1`.execute(deps.db), DATABASE_TIMEOUT_MS, 'the database');
       checks.database = { ok: true };
       const schema = await withTimeout(schemaStatus(deps.db), DATABASE_TIMEOUT_MS, 'the database');
-      checks.migrations = schema.unknown.length
-        ? { ok: false, reason: `the database has migrations this version does not know (${schema.unknown.join(', ')}): upgrade Gatehouse` }
-        : schema.pending.length
-          ? { ok: false, reason: `pending migrations (${schema.pending.join(', ')}): run \`gatehouse migrate\`` }
+      checks.migrations = schema.pending.length
+        ? { ok: false, reason: `pending migrations (${schema.pending.join(', ')}): run \`gatehouse migrate\`` }
+        : schema.unknown.length
+          ? { ok: true, note: `ok, but the database has migrations this version does not know (${schema.unknown.join(', ')}): finish upgrading this instance` }
           : { ok: true };
     } catch {
       checks.database = { ok: false, reason: 'unreachable' };
@@ -62,7 +66,7 @@ export function healthRoutes(deps: { db: DB; signingKeys: () => number }) {
     ctx.status = ready ? 200 : 503;
     ctx.body = {
       status: ready ? 'ready' : 'not_ready',
-      checks: Object.fromEntries(Object.entries(checks).map(([name, c]) => [name, c.ok ? 'ok' : c.reason])),
+      checks: Object.fromEntries(Object.entries(checks).map(([name, c]) => [name, c.ok ? (c.note ?? 'ok') : c.reason])),
     };
   };
 }

@@ -335,12 +335,48 @@ export function createAdapterFactory(deps: AdapterDeps): (model: string) => Adap
   return (model: string) => (model === 'Client' ? new ClientAdapter(deps) : new PayloadAdapter(model, deps));
 }
 
-/** Deletes rows expired more than `graceSeconds` ago. Returns how many were deleted. */
-export async function sweepExpired(db: DB, graceSeconds = 300): Promise<number> {
-  const result = await db
-    .deleteFrom('oidc_payloads')
-    .where('expires_at', '<', sql<Date>`now() - make_interval(secs => ${graceSeconds})`)
-    .executeTakeFirst();
+/** What one sweep deleted: OAuth artefacts by model (AccessToken, AuthorizationCode, Session, …), and other tables by name. */
+export interface SweepReport {
+  total: number;
+  /** oidc_payloads rows by model. */
+  payloads: Record<string, number>;
+  metadataDocuments: number;
+  rateLimitCounters: number;
+  signInAttempts: number;
+  adminSessions: number;
+}
+
+/** Rows deleted per statement, so a large backlog never holds locks on the hot table for long. */
+const SWEEP_BATCH = 5000;
+
+/**
+ * Deletes rows expired more than `graceSeconds` ago: tokens, codes, sessions, interactions and
+ * grants (oidc_payloads, in batches), cached metadata documents, and rate-limit state and admin
+ * sessions that no longer matter. Consumed codes and rotated refresh tokens are kept until they
+ * expire, since reuse detection needs them (RFC 9700 §4.14.2).
+ */
+export async function sweepExpired(db: DB, graceSeconds = 300): Promise<SweepReport> {
+  const payloads: Record<string, number> = {};
+  for (;;) {
+    const deleted = await db
+      .deleteFrom('oidc_payloads')
+      .where((eb) =>
+        eb(
+          eb.refTuple('model', 'id'),
+          'in',
+          eb
+            .selectFrom('oidc_payloads')
+            .select(['model', 'id'])
+            .where('expires_at', '<', sql<Date>`now() - make_interval(secs => ${graceSeconds})`)
+            .limit(SWEEP_BATCH)
+            .$asTuple('model', 'id'),
+        ),
+      )
+      .returning('model')
+      .execute();
+    for (const { model } of deleted) payloads[model] = (payloads[model] ?? 0) + 1;
+    if (deleted.length < SWEEP_BATCH) break;
+  }
   const documents = await db
     .deleteFrom('client_metadata_documents')
     .where('expires_at', '<', sql<Date>`now() - make_interval(secs => ${graceSeconds})`)
@@ -357,5 +393,14 @@ export async function sweepExpired(db: DB, graceSeconds = 300): Promise<number> 
     .where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<', sql<Date>`now()`)]))
     .executeTakeFirst();
   const adminSessions = await db.deleteFrom('admin_sessions').where('expires_at', '<', sql<Date>`now()`).executeTakeFirst();
-  return [result, documents, counters, attempts, adminSessions].reduce((n, r) => n + Number(r.numDeletedRows), 0);
+  const report = {
+    payloads,
+    metadataDocuments: Number(documents.numDeletedRows),
+    rateLimitCounters: Number(counters.numDeletedRows),
+    signInAttempts: Number(attempts.numDeletedRows),
+    adminSessions: Number(adminSessions.numDeletedRows),
+  };
+  const total =
+    Object.values(payloads).reduce((n, c) => n + c, 0) + report.metadataDocuments + report.rateLimitCounters + report.signInAttempts + report.adminSessions;
+  return { total, ...report };
 }

@@ -688,14 +688,14 @@ describe('sweepExpired', () => {
     await expire('AuthorizationCode', expiredCode.id);
     await expire('Session', expiredSession.id);
 
-    expect(await sweepExpired(database.db, 0)).toBe(2);
+    expect(await sweepExpired(database.db, 0)).toMatchObject({ total: 2, payloads: { AuthorizationCode: 1, Session: 1 } });
 
     expect(await storedRow('AuthorizationCode', digestId(expiredCode.id))).toBeUndefined();
     expect(await storedRow('Session', expiredSession.id)).toBeUndefined();
     expect(await adapterFor('RefreshToken').find(live.id)).toBeDefined();
     expect(await adapterFor('RegistrationAccessToken').find(forever)).toBeDefined();
 
-    expect(await sweepExpired(database.db, 0)).toBe(0);
+    expect((await sweepExpired(database.db, 0)).total).toBe(0);
   });
 
   test('keeps rows expired less than the grace period ago', async () => {
@@ -706,7 +706,7 @@ describe('sweepExpired', () => {
     await expire('AccessToken', recent.id, 60);
     await expire('AccessToken', old.id, 600);
 
-    expect(await sweepExpired(database.db, 300)).toBe(1);
+    expect((await sweepExpired(database.db, 300)).total).toBe(1);
     expect(await storedRow('AccessToken', digestId(recent.id))).toBeDefined();
     expect(await storedRow('AccessToken', digestId(old.id))).toBeUndefined();
   });
@@ -728,7 +728,7 @@ describe('sweepExpired', () => {
         { key: 'sweep:recent', failures: 2, locked_until: null, updated_at: sql<Date>`now()` },
       ])
       .execute();
-    expect(await sweepExpired(database.db, 0)).toBe(2);
+    expect(await sweepExpired(database.db, 0)).toMatchObject({ total: 2, rateLimitCounters: 1, signInAttempts: 1 });
     const counters = await database.db.selectFrom('rate_limit_counters').select('key').where('key', 'like', 'sweep:%').execute();
     expect(counters.map((r) => r.key)).toEqual(['sweep:recent']);
     const attempts = await database.db.selectFrom('sign_in_attempts').select('key').where('key', 'like', 'sweep:%').orderBy('key').execute();

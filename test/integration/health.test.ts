@@ -24,18 +24,35 @@ test('a ready instance: 200 on both, no-store, every check ok', async () => {
   expect((await request(app.issuer).post('/readyz')).status).toBe(405);
 });
 
-test('a database migrated by a newer Gatehouse is not ready, and says why', async () => {
+test('mid rolling upgrade (the database migrated by a newer Gatehouse), a running instance stays ready and says so', async () => {
   await app.db.insertInto('kysely_migration' as never).values({ name: '9999_from_the_future', timestamp: new Date().toISOString() } as never).execute();
   try {
     const ready = await request(app.issuer).get('/readyz');
-    expect(ready.status).toBe(503);
+    expect(ready.status).toBe(200);
     expect(ready.body).toEqual({
-      status: 'not_ready',
-      checks: { database: 'ok', migrations: 'the database has migrations this version does not know (9999_from_the_future): upgrade Gatehouse', keys: 'ok' },
+      status: 'ready',
+      checks: {
+        database: 'ok',
+        migrations: 'ok, but the database has migrations this version does not know (9999_from_the_future): finish upgrading this instance',
+        keys: 'ok',
+      },
     });
     expect((await request(app.issuer).get('/healthz')).status).toBe(200);
   } finally {
     await app.db.deleteFrom('kysely_migration' as never).where('name' as never, '=', '9999_from_the_future' as never).execute();
+  }
+  expect((await request(app.issuer).get('/readyz')).body.checks.migrations).toBe('ok');
+});
+
+test('a database missing a migration this version needs is not ready, and says what to run', async () => {
+  const [last] = await app.db.selectFrom('kysely_migration' as never).select('name' as never).orderBy('name' as never, 'desc').limit(1).execute() as { name: string }[];
+  await app.db.deleteFrom('kysely_migration' as never).where('name' as never, '=', last!.name as never).execute();
+  try {
+    const ready = await request(app.issuer).get('/readyz');
+    expect(ready.status).toBe(503);
+    expect(ready.body).toEqual({ status: 'not_ready', checks: { database: 'ok', migrations: `pending migrations (${last!.name}): run \`gatehouse migrate\``, keys: 'ok' } });
+  } finally {
+    await app.db.insertInto('kysely_migration' as never).values({ name: last!.name, timestamp: new Date().toISOString() } as never).execute();
   }
   expect((await request(app.issuer).get('/readyz')).status).toBe(200);
 });

@@ -7,7 +7,7 @@ import { decodeProtectedHeader } from 'jose';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { createKeysService } from '../../src/keys/keys.service.ts';
-import { rotateSigningKey } from '../../src/keys/rotation.ts';
+import { rotateSigningKey, rotateSigningKeyIfDue } from '../../src/keys/rotation.ts';
 import { createSecretBox } from '../../src/keys/secret-box.ts';
 import { seed, startTestApp, type TestApp } from '../support/app.ts';
 import { obtainTokens } from '../support/oauth.ts';
@@ -71,4 +71,20 @@ test('the rotation status tells the scheduler when a rotation is due and whether
   expect(status.activeAgeSeconds).toBeGreaterThanOrEqual(0);
   await keys.rotate({ leadSeconds: 60, tokenTtlSeconds: 60 });
   expect((await keys.rotationStatus()).scheduled).toBe(true);
+});
+
+test('instances whose schedules fire together rotate once between them, decided under the lock', async () => {
+  const keys = createKeysService({ db: app.db, secretBox: createSecretBox(app.config.keyEncryptionKey) });
+  // Nothing scheduled, the active key old enough: every instance sees the rotation as due.
+  await app.db.deleteFrom('keys').where('use', '=', 'sig').where('activates_at', '>', sql<Date>`now()`).execute();
+  const due = { leadSeconds: 60, defaultTokenTtl: 600, actor: 'gatehouse', intervalSeconds: 0 };
+  const before = (await keys.list()).length;
+  const outcomes = await Promise.all(
+    Array.from({ length: 4 }, () => rotateSigningKeyIfDue({ keys: createKeysService({ db: app.db, secretBox: createSecretBox(app.config.keyEncryptionKey) }), resources: app.resources, audit: app.audit }, due)),
+  );
+  expect(outcomes.filter(Boolean)).toHaveLength(1);
+  expect((await keys.list()).length).toBe(before + 1);
+  // Not due yet (the active key is younger than the interval): nothing happens.
+  await app.db.deleteFrom('keys').where('use', '=', 'sig').where('activates_at', '>', sql<Date>`now()`).execute();
+  expect(await rotateSigningKeyIfDue({ keys, resources: app.resources, audit: app.audit }, { ...due, intervalSeconds: 365 * 86400 })).toBeUndefined();
 });
