@@ -19,6 +19,10 @@ export interface Result {
 }
 
 const children = new Set<ChildProcess>();
+// Whatever happens to the test worker, no Gatehouse process outlives it.
+process.once('exit', () => {
+  for (const child of children) child.kill('SIGKILL');
+});
 
 /**
  * The environment of a child: this process's, minus every Gatehouse setting (so nothing leaks in

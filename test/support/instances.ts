@@ -7,15 +7,10 @@
  *
  * Instances are numbered from 1, in the order they were started.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { Agent, createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { settings } from '../../src/config/config.ts';
-
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const BIN = path.join(ROOT, 'bin/gatehouse.js');
+import { gatehouse, start } from './gatehouse-process.ts';
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1): a proxy does not forward them. */
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer'];
@@ -158,26 +153,9 @@ export interface InstanceSet {
   stop(graceMs?: number): Promise<void>;
 }
 
-/**
- * The environment of a child: this process's, minus every Gatehouse setting (nothing leaks in
- * from the shell running the tests), plus `env`.
- */
-function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
-  const out: NodeJS.ProcessEnv = { ...process.env };
-  for (const s of Object.values(settings)) delete out[s.env];
-  return { ...out, ...env };
-}
-
-const running = new Set<ChildProcess>();
-// Whatever happens to the test worker, no Gatehouse process outlives it.
-process.once('exit', () => {
-  for (const child of running) child.kill('SIGKILL');
-});
-
 function spawnGatehouse(args: string[], env: Record<string, string>): ChildProcess {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
-  running.add(child);
-  child.once('exit', () => running.delete(child));
+  const child = start(args, env);
+  child.stdin!.end();
   return child;
 }
 
@@ -264,22 +242,9 @@ export async function startInstances(options: {
     adminUrl: adminLb.url,
     instances,
     env,
-    cli(args, timeoutMs = 30_000) {
-      const child = spawnGatehouse(args, env);
-      let stdout = '';
-      let stderr = '';
-      child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-      child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => {
-          child.kill('SIGKILL');
-          reject(new Error(`gatehouse ${args.join(' ')} did not finish within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
-        }, timeoutMs);
-        child.once('close', (code) => {
-          clearTimeout(timer);
-          resolve({ code, stdout, stderr });
-        });
-      });
+    async cli(args, timeoutMs = 30_000) {
+      const { code, stdout, stderr } = await gatehouse(args, { env, timeoutMs });
+      return { code, stdout, stderr };
     },
     logs: () => instances.map((p) => `--- instance ${p.index} (${p.url}) stderr ---\n${p.stderr}`).join('\n'),
     stop(graceMs = 5000) {
