@@ -18,6 +18,8 @@ export function gatehouseEnv(options: { databaseUrl: string; port: number; admin
     GATEHOUSE_ADMIN_PORT: String(options.adminPort),
     GATEHOUSE_ISSUER: `http://localhost:${options.port}`,
     GATEHOUSE_KEY_ENCRYPTION_KEY: options.keyEncryptionKey,
+    // The benchmark's database is created empty for the run; with DATABASE_URL nothing migrates unless asked.
+    GATEHOUSE_MIGRATE_ON_START: 'true',
     // Clients that register are approved at once: the benchmark has no administrator to approve them.
     GATEHOUSE_CLIENT_APPROVAL: 'automatic',
     // Every request comes from 127.0.0.1, and most from a handful of clients: limits far above the load.

@@ -464,6 +464,32 @@ test('every migration file has a step with representative rows in this test', as
   expect(covered, 'STEPS must list the migrations in the order they are applied, once each').toEqual(onDisk);
 });
 
+/**
+ * Landed migrations are frozen: a database that applied one never runs it again, so an edit reaches
+ * new databases only and the two silently differ (this happened to 0003–0005 before this check).
+ * Change the schema with a new migration; add its digest here when it lands.
+ */
+const FROZEN: Record<string, string> = {
+  '0001_initial.sql': 'e13c7ec976a91239',
+  '0002_client_metadata_documents.sql': 'fa51ea43883a6475',
+  '0003_client_approval.sql': '116d673909f32ca2',
+  '0004_audit_and_admins.sql': '0784cd04d0a7c7c4',
+  '0005_audit_chain.sql': '00f0b7b4e8cee1f1',
+  '0006_key_rotation.sql': '9204a1226c0374e3',
+  '0007_client_recognition.sql': '468ac3014221c78e',
+  '0008_write_gate.sql': 'c2bcec3b949174db',
+};
+
+test('landed migrations are unchanged, byte for byte', async () => {
+  const { readFile } = await import('node:fs/promises');
+  const files = (await readdir(MIGRATIONS_DIR)).filter((f) => /^\d{4}_[a-z0-9_]+\.sql$/.test(f)).sort();
+  for (const file of files) {
+    const digest = createHash('sha256').update(await readFile(`${MIGRATIONS_DIR}${file}`)).digest('hex').slice(0, 16);
+    expect(FROZEN[file], `${file} is not in FROZEN: add '${file}': '${digest}' once it lands`).toBeDefined();
+    expect(digest, `${file} was edited after it landed: put the change in a new migration instead`).toBe(FROZEN[file]);
+  }
+});
+
 describe.each(['postgres', 'pglite'] as const)('migrations with data (%s)', (kind) => {
   let handle: DatabaseHandle;
   let db: DB;
