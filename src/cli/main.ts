@@ -5,7 +5,6 @@
  */
 import { parseArgs } from 'node:util';
 import { AccountInputError, AccountNotFoundError, createAccountsService, type AccountsService } from '../accounts/accounts.service.ts';
-import { startServer } from '../app/server.ts';
 import { ConfigError, loadConfig, parseDuration, type Config } from '../config/config.ts';
 import { DatabaseInUseError, openDatabase, type DatabaseHandle } from '../db/database.ts';
 import { ensureSchema, SchemaMismatchError } from '../db/migrator.ts';
@@ -111,6 +110,9 @@ async function withDatabase<T>(config: Config, fn: (db: DatabaseHandle & { audit
 
 async function serve(config: Config) {
   const logger = createLogger(config.logLevel);
+  // Loaded only to serve: the server's graph (oidc-provider, Koa, views) costs every other command
+  // most of its start-up time.
+  const { startServer } = await import('../app/server.ts');
   const running = await startServer(config, logger);
   // Signal handlers first: whoever reads the banner below may stop the server at once.
   let stopping = false;

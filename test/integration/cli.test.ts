@@ -6,13 +6,16 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, test, vi } from 'vitest';
 import { createEmptyPostgresDatabase } from '../support/database.ts';
 import { exitOf, freePort, gatehouse, killAll, start, waitForOutput } from '../support/gatehouse-process.ts';
 
 const PASSWORD = 'correct horse battery staple';
 
 afterEach(killAll);
+// Each command is a process start (about 1.5 s here, more on a loaded CI machine), and some tests
+// run a dozen in a row.
+vi.setConfig({ testTimeout: 120_000 });
 
 describe('with PostgreSQL', () => {
   let database: { url: string; drop: () => Promise<void> };
