@@ -7,7 +7,7 @@ import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, test, vi } from 'vitest';
-import { createEmptyPostgresDatabase } from '../support/database.ts';
+import { createEmptyPostgresDatabase, queryDatabase } from '../support/database.ts';
 import { exitOf, freePort, gatehouse, killAll, start, waitForOutput } from '../support/gatehouse-process.ts';
 
 const PASSWORD = 'correct horse battery staple';
@@ -29,15 +29,7 @@ describe('with PostgreSQL', () => {
     await database?.drop();
   });
 
-  async function query<T extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<T[]> {
-    const client = new pg.Client({ connectionString: database.url });
-    await client.connect();
-    try {
-      return (await client.query<T>(sql, params)).rows;
-    } finally {
-      await client.end();
-    }
-  }
+  const query = <T extends pg.QueryResultRow>(sql: string, params: unknown[] = []) => queryDatabase<T>(database.url, sql, params);
 
   async function listResources(): Promise<{ uri: string; name: string; scopes: { name: string; description: string }[]; defaultScopes: string[] }[]> {
     const list = await gatehouse(['resource', 'list', '--json'], { env });

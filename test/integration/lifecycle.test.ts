@@ -4,12 +4,12 @@
  * GATEHOUSE_SHUTDOWN_TIMEOUT), closes the pool and exits 0; start-up refuses a schema older (unless
  * asked to migrate) or newer than the version expects, saying what to do.
  */
+import { readdirSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
-import pg from 'pg';
 import { openDatabase } from '../../src/db/database.ts';
 import { createMigrator, migrateToLatest } from '../../src/db/migrator.ts';
-import { createEmptyPostgresDatabase } from '../support/database.ts';
+import { createEmptyPostgresDatabase, queryDatabase } from '../support/database.ts';
 import { exitOf, freePort, gatehouse, killAll, start, waitForOutput } from '../support/gatehouse-process.ts';
 
 afterEach(killAll);
@@ -30,15 +30,7 @@ async function migratedDatabase(upTo?: string) {
   return created;
 }
 
-async function query<T extends pg.QueryResultRow>(url: string, text: string, values: unknown[] = []): Promise<T[]> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query<T>(text, values)).rows;
-  } finally {
-    await client.end();
-  }
-}
+const query = queryDatabase;
 
 /** Starts `gatehouse serve` on free ports and waits for its banner. */
 async function serve(databaseUrl: string, env: Record<string, string> = {}) {
@@ -150,7 +142,7 @@ describe('the schema at start-up', () => {
   });
 
   test('an older schema: refused with the pending migrations; served after `gatehouse migrate`, or when asked to migrate at start', { timeout: 90_000 }, async () => {
-    const files = (await import('node:fs')).readdirSync(new URL('../../migrations/', import.meta.url)).filter((f) => /^\d{4}_.*\.sql$/.test(f)).sort();
+    const files = readdirSync(new URL('../../migrations/', import.meta.url)).filter((f) => /^\d{4}_.*\.sql$/.test(f)).sort();
     const previous = files.at(-2)!.replace(/\.sql$/, '');
     const latest = files.at(-1)!.replace(/\.sql$/, '');
     const older = await migratedDatabase(previous);

@@ -67,15 +67,20 @@ export async function createTestDatabase(options: { kind?: 'postgres' | 'pglite'
   };
 }
 
-/** Runs SQL as the PostgreSQL superuser, outside any app's pool. */
-export async function asSuperuser(statement: string): Promise<void> {
-  const client = new pg.Client({ connectionString: ADMIN_URL });
+/** One statement on the database at `url`, on a connection of its own (outside any app's pool). */
+export async function queryDatabase<T extends pg.QueryResultRow>(url: string, text: string, values: unknown[] = []): Promise<T[]> {
+  const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
-    await client.query(statement);
+    return (await client.query<T>(text, values)).rows;
   } finally {
     await client.end();
   }
+}
+
+/** Runs SQL as the PostgreSQL superuser, outside any app's pool. */
+export async function asSuperuser(statement: string): Promise<void> {
+  await queryDatabase(ADMIN_URL, statement);
 }
 
 /**
