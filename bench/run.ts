@@ -9,7 +9,7 @@
  * 4. Writes bench/results/latest.json, bench/chart.svg and the results section of bench/README.md.
  *
  * Environment: BENCH_DATABASE_URL, BENCH_ROUNDS (3), BENCH_DURATION (5 s), BENCH_CONNECTIONS
- * ("16,64"), BENCH_SCENARIOS (all), BENCH_WARMUP (2 s), BENCH_MAX_CODES (10000); diagnostics:
+ * ("16,64"), BENCH_SCENARIOS (all), BENCH_WARMUP (2 s), BENCH_MAX_CODES (10000), BENCH_INSTANCES (1); diagnostics:
  * BENCH_CPU_PROFILE, BENCH_PG_SETTINGS.
  */
 import { randomBytes } from 'node:crypto';
@@ -37,6 +37,7 @@ import {
   type ScenarioName,
   type ServerUnderTest,
 } from './lib/load.ts';
+import { startTcpBalancer } from './lib/balancer.ts';
 import { RESOURCE, USER } from './lib/oauth.ts';
 import { freePort, killAllChildren, machineBusySeconds, resetPeakMemory, runCommand, startServer, type ServerProcess } from './lib/processes.ts';
 import { judgeTargets, resultsMarkdown, summarize, updateReadme, writeJson, type BenchResults, type MachineInfo } from './lib/report.ts';
@@ -58,6 +59,7 @@ const settings = {
   duration: intSetting('BENCH_DURATION', 5, 1),
   warmup: intSetting('BENCH_WARMUP', 2, 0),
   maxCodes: intSetting('BENCH_MAX_CODES', 10000, 100),
+  instances: intSetting('BENCH_INSTANCES', 1, 1),
   connections: (process.env.BENCH_CONNECTIONS ?? '16,64').split(',').map((s) => Number(s.trim())).filter((n) => Number.isInteger(n) && n > 0),
   scenarios: (process.env.BENCH_SCENARIOS ? process.env.BENCH_SCENARIOS.split(',').map((s) => s.trim()) : [...SCENARIOS]) as ScenarioName[],
 };
@@ -195,8 +197,43 @@ async function main(): Promise<void> {
       await proc.stop();
     }
   }
+  /**
+   * BENCH_INSTANCES > 1: that many Gatehouse processes on the one database, each listening on a port
+   * of its own, behind a round-robin TCP balancer on `gPort` whose URL is their issuer (as behind a
+   * real load balancer). Start-up is measured once per process, not three times.
+   */
+  async function startInstances(count: number): Promise<{ proc: ServerProcess; samples: number[] }> {
+    const procs: ServerProcess[] = [];
+    for (let i = 1; i <= count; i++) {
+      const [port, adminPort] = [await freePort(), await freePort()];
+      const instanceEnv = { ...env, PORT: String(port), GATEHOUSE_ADMIN_PORT: String(adminPort), GATEHOUSE_ISSUER: `http://localhost:${gPort}` };
+      const proc = await startServer({ name: `gatehouse-${i}`, command: process.execPath, args: [...profile(`gatehouse-${i}`), 'bin/gatehouse.js', 'serve'], cwd: ROOT, env: instanceEnv, port, logFile: logFile(`gatehouse-${i}`) });
+      servers.push(proc);
+      procs.push(proc);
+    }
+    const balancer = await startTcpBalancer(gPort, procs.map((p) => p.port));
+    const first = procs[0]!;
+    log(`gatehouse: ${count} instances (pids ${procs.map((p) => p.pid).join(', ')}) behind a round-robin TCP balancer on :${gPort}`);
+    notes.push(`Gatehouse ran as ${count} instances on one database behind a round-robin TCP balancer in the benchmark's process (its CPU counts as the load generator's); Gatehouse CPU is summed over the instances.`);
+    const proc: ServerProcess = {
+      ...first,
+      name: 'gatehouse',
+      pids: procs.map((p) => p.pid),
+      issuer: `http://localhost:${gPort}`,
+      target: `http://127.0.0.1:${gPort}`,
+      port: gPort,
+      async stop() {
+        await balancer.close();
+        await Promise.all(procs.map((p) => p.stop()));
+      },
+    };
+    return { proc, samples: procs.map((p) => p.startupMs) };
+  }
   const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-  const gatehouseStart = await startMeasured({ name: 'gatehouse', command: process.execPath, args: [...profile('gatehouse'), 'bin/gatehouse.js', 'serve'], cwd: ROOT, env, port: gPort, logFile: logFile('gatehouse') });
+  const gatehouseStart =
+    settings.instances === 1
+      ? await startMeasured({ name: 'gatehouse', command: process.execPath, args: [...profile('gatehouse'), 'bin/gatehouse.js', 'serve'], cwd: ROOT, env, port: gPort, logFile: logFile('gatehouse') })
+      : await startInstances(settings.instances);
   const gatehouseProc = gatehouseStart.proc;
   const ceilingStart = await startMeasured({
     name: 'ceiling',
@@ -319,7 +356,7 @@ async function main(): Promise<void> {
     date: new Date().toISOString(),
     wallSeconds,
     machine,
-    settings: { rounds: settings.rounds, durationSeconds: settings.duration, connections: settings.connections, scenarios: settings.scenarios, warmupSeconds: settings.warmup },
+    settings: { rounds: settings.rounds, durationSeconds: settings.duration, connections: settings.connections, scenarios: settings.scenarios, warmupSeconds: settings.warmup, instances: settings.instances },
     startupMs: { gatehouse: median(gatehouseStart.samples), ceiling: median(ceilingStart.samples) },
     startupSamplesMs: { gatehouse: gatehouseStart.samples, ceiling: ceilingStart.samples },
     startupRssBytes: { gatehouse: gatehouseProc.startupRssBytes, ceiling: ceilingProc.startupRssBytes },
@@ -335,7 +372,7 @@ async function main(): Promise<void> {
   };
   writeJson(path.join(RESULTS_DIR, 'latest.json'), results);
   // The published table and chart come from complete runs only: every scenario, no diagnostics.
-  const complete = SCENARIOS.every((s) => settings.scenarios.includes(s)) && !process.env.BENCH_CPU_PROFILE && !Object.keys(pgSettings).length;
+  const complete = SCENARIOS.every((s) => settings.scenarios.includes(s)) && !process.env.BENCH_CPU_PROFILE && !Object.keys(pgSettings).length && settings.instances === 1;
   if (complete) {
     writeFileSync(path.join(BENCH_DIR, 'chart.svg'), renderChart(results));
     updateReadme(path.join(BENCH_DIR, 'README.md'), resultsMarkdown(results));

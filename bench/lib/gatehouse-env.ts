@@ -10,13 +10,14 @@
  */
 export const AUTHORIZATION_CODE_TTL_SECONDS = 600;
 
-export function gatehouseEnv(options: { databaseUrl: string; port: number; adminPort: number; keyEncryptionKey: string }): Record<string, string> {
+export function gatehouseEnv(options: { databaseUrl: string; port: number; adminPort: number; keyEncryptionKey: string; issuer?: string }): Record<string, string> {
   return {
     NODE_ENV: 'production',
     DATABASE_URL: options.databaseUrl,
     PORT: String(options.port),
     GATEHOUSE_ADMIN_PORT: String(options.adminPort),
-    GATEHOUSE_ISSUER: `http://localhost:${options.port}`,
+    // With several instances, the balancer's URL (BENCH_INSTANCES).
+    GATEHOUSE_ISSUER: options.issuer ?? `http://localhost:${options.port}`,
     GATEHOUSE_KEY_ENCRYPTION_KEY: options.keyEncryptionKey,
     // The benchmark's database is created empty for the run; with DATABASE_URL nothing migrates unless asked.
     GATEHOUSE_MIGRATE_ON_START: 'true',

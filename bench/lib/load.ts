@@ -104,8 +104,10 @@ async function measured<T extends { ok: number; seconds: number; p50: number; p9
   fn: () => Promise<T>,
 ): Promise<RunMetrics> {
   const pid = server.proc.pid;
+  const pids = server.proc.pids ?? [pid];
+  const cpuOf = () => pids.reduce((sum, p) => sum + cpuSeconds(p), 0);
   resetPeakMemory(pid);
-  const cpu0 = cpuSeconds(pid);
+  const cpu0 = cpuOf();
   const db0 = postgresCpuSnapshot(server.database);
   const self0 = process.cpuUsage();
   const machine0 = machineBusySeconds();
@@ -114,7 +116,7 @@ async function measured<T extends { ok: number; seconds: number; p50: number; p9
   const wall = (performance.now() - wall0) / 1000;
   const machine = machineBusySeconds() - machine0;
   const self = process.cpuUsage(self0);
-  const cpu = cpuSeconds(pid) - cpu0;
+  const cpu = cpuOf() - cpu0;
   const db = postgresCpuBetween(db0, postgresCpuSnapshot(server.database));
   const other = machine - cpu - db - (self.user + self.system) / 1e6;
   const peak = peakMemoryBytes(pid);

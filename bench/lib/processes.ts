@@ -107,6 +107,8 @@ export interface ServerProcess {
   name: string;
   child: ChildProcess;
   pid: number;
+  /** Every process serving (BENCH_INSTANCES > 1: each Gatehouse instance); CPU is summed over them. */
+  pids?: number[];
   /** The issuer, http://localhost:PORT (what clients and cookies use). */
   issuer: string;
   /** http://127.0.0.1:PORT, for load generators that must not resolve `localhost`. */

@@ -53,7 +53,7 @@ export interface BenchResults {
   date: string;
   wallSeconds: number;
   machine: MachineInfo;
-  settings: { rounds: number; durationSeconds: number; connections: number[]; scenarios: ScenarioName[]; warmupSeconds: number };
+  settings: { rounds: number; durationSeconds: number; connections: number[]; scenarios: ScenarioName[]; warmupSeconds: number; instances?: number };
   /** Median of the start-up samples. */
   startupMs: { gatehouse: number; ceiling: number };
   startupSamplesMs: { gatehouse: number[]; ceiling: number[] };
