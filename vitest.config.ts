@@ -18,7 +18,7 @@ export default defineConfig({
         extends: true,
         test: {
           name: 'pglite',
-          include: ['test/integration/authorization-code.test.ts', 'test/integration/refresh.test.ts', 'test/e2e/mcp-sdk.test.ts', 'test/contract/adapter.test.ts', 'test/contract/unit-of-work.test.ts', 'test/integration/sql-count.test.ts'],
+          include: ['test/integration/authorization-code.test.ts', 'test/integration/refresh.test.ts', 'test/integration/rotation-grace.test.ts', 'test/e2e/mcp-sdk.test.ts', 'test/contract/adapter.test.ts', 'test/contract/unit-of-work.test.ts', 'test/integration/sql-count.test.ts'],
           env: { GATEHOUSE_TEST_DB: 'pglite' },
         },
       },

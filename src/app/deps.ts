@@ -7,8 +7,10 @@ import type { KoaContextWithOIDC } from 'oidc-provider';
 import { createAccountsService } from '../accounts/accounts.service.ts';
 import { createSignInThrottle } from '../accounts/sign-in-throttle.ts';
 import { createAdminApp } from '../admin/admin-app.ts';
+import { createAuditKeys } from '../audit/audit-keys.ts';
 import { createAuditLog } from '../audit/audit-log.ts';
 import { createAuditSink, type AuditSink } from '../audit/audit-sink.ts';
+import { createAuditSealer, type AuditSealer } from '../audit/sealer.ts';
 import { createClientPolicyLookup } from '../clients/client-policy.ts';
 import { createClientsRepository } from '../clients/clients.repository.ts';
 import { createClientsService } from '../clients/clients.service.ts';
@@ -64,12 +66,32 @@ export interface BuildOptions {
    * survive a key rotation. When absent, buildApp creates its own.
    */
   metrics?: Metrics | undefined;
+  /**
+   * The audit sealer. One per process too ({@link createAppSealer}), so that its rounds never
+   * overlap; when absent, buildApp creates one (tests call its `seal()` themselves).
+   */
+  sealer?: AuditSealer | undefined;
 }
 
 /** The metrics for one process over `database`: its pool's use, and the pending-clients count (read at scrape time only). */
 export function createAppMetrics(database: DatabaseHandle): Metrics {
   const clients = createClientsRepository(database.db);
   return createMetrics({ poolStats: database.poolStats, pendingClients: () => clients.countPending() });
+}
+
+/**
+ * The sealer for one process over `database` (src/audit/sealer.ts): its keys come from the
+ * key-encryption key, its checkpoints go to `sink` as well.
+ */
+export function createAppSealer(config: Config, database: DatabaseHandle, options: { logger?: Logger; sink?: AuditSink | undefined; metrics?: Metrics } = {}): AuditSealer {
+  return createAuditSealer({
+    db: database.db,
+    databaseUrl: config.databaseUrl,
+    keys: createAuditKeys(config.keyEncryptionKey, config.previousKeyEncryptionKeys),
+    sink: options.sink,
+    logger: options.logger,
+    metrics: options.metrics?.audit,
+  });
 }
 
 export async function buildApp(config: Config, database: DatabaseHandle, logger: Logger, testOnly: BuildOptions = {}) {
@@ -95,7 +117,9 @@ export async function buildApp(config: Config, database: DatabaseHandle, logger:
           fetchLimit: { perMinute: config.documentFetchesPerHost, limiter: createRateLimiter(db) },
         })
       : undefined;
-  const audit = createAuditLog({ db, logger, sink: 'auditSink' in testOnly ? testOnly.auditSink : createAuditSink(config.auditSink) });
+  const auditSink = 'auditSink' in testOnly ? testOnly.auditSink : createAuditSink(config.auditSink);
+  const audit = createAuditLog({ db, logger, sink: auditSink, keys: createAuditKeys(config.keyEncryptionKey, config.previousKeyEncryptionKeys) });
+  const sealer = testOnly.sealer ?? createAppSealer(config, database, { logger, sink: auditSink, metrics });
   const clientsRepository = createClientsRepository(db);
   const clients = createClientsService({ db, resources, audit });
   const provider = createProvider({
@@ -166,7 +190,7 @@ export async function buildApp(config: Config, database: DatabaseHandle, logger:
     defaultAccessTokenTtl: config.accessTokenTtl,
     metrics,
   });
-  return { app, adminApp, provider, resources, accounts, clients, audit, keys, db, metrics };
+  return { app, adminApp, provider, resources, accounts, clients, audit, sealer, keys, db, metrics };
 }
 
 export type BuiltApp = Awaited<ReturnType<typeof buildApp>>;

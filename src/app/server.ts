@@ -1,6 +1,7 @@
 /**
  * Starts Gatehouse: open the database, check (or, when asked, migrate) its schema, load keys,
- * listen, run the janitor on a schedule, and drain within a bound on stop (SIGTERM/SIGINT in the CLI).
+ * listen, run the janitor and the audit sealer on a schedule, and drain within a bound on stop
+ * (SIGTERM/SIGINT in the CLI), sealing once more before the pool closes.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
@@ -12,7 +13,8 @@ import { createKeysService, type KeyMaterial } from '../keys/keys.service.ts';
 import { rotateSigningKeyIfDue } from '../keys/rotation.ts';
 import { createSecretBox } from '../keys/secret-box.ts';
 import { createAuditSink } from '../audit/audit-sink.ts';
-import { buildApp, createAppMetrics } from './deps.ts';
+import { describeSealOutcome } from '../audit/sealer.ts';
+import { buildApp, createAppMetrics, createAppSealer } from './deps.ts';
 import { describeJanitorReport, runJanitor } from './janitor.ts';
 import { createListener, loadTlsMaterial, reloadTlsIfChanged } from './tls.ts';
 
@@ -50,7 +52,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const auditSink = createAuditSink(config.auditSink);
     // One metrics registry for the life of the process too: counters survive a key-rotation rebuild.
     const metrics = createAppMetrics(database);
-    const build = () => buildApp(config, database, logger, { auditSink, metrics });
+    // And one sealer: its rounds (scheduled, and the last one at stop) never overlap.
+    const sealer = createAppSealer(config, database, { logger, sink: auditSink, metrics });
+    const build = () => buildApp(config, database, logger, { auditSink, metrics, sealer });
     let built = await build();
     // Settings that weaken a safe default are in the audit trail for as long as they are in force.
     for (const warning of config.warnings) {
@@ -117,6 +121,23 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         : undefined;
     sweeper?.unref();
 
+    // The audit sealer in every instance; its advisory lock lets one seal at a time (src/audit/sealer.ts).
+    let sealing: Promise<unknown> = Promise.resolve();
+    const sealRound = () =>
+      (sealing = sealer
+        .seal()
+        .then((outcome) => {
+          if (outcome.ran && outcome.checkpoints.length) {
+            const level = outcome.invalid.length ? 'error' : 'debug';
+            logger[level]({ event: 'audit.sealed', rows: outcome.rows, checkpoints: outcome.checkpoints.length, invalid: outcome.invalid.map(String) }, describeSealOutcome(outcome));
+          }
+        })
+        .catch((err: unknown) => logger.warn({ err, event: 'audit.seal_failed' }, 'sealing the audit trail failed; it is tried again next interval')));
+    const sealTimer = setInterval(sealRound, config.auditSealInterval * 1000);
+    sealTimer.unref();
+    // Now too: the start-up's own events (config warnings), and whatever the last instance left.
+    sealRound();
+
     // Keys: rotate on schedule, and pick up rotations (by any instance or the CLI) without a
     // restart — a new key starts signing at its activation time, a retired one leaves the JWKS.
     let keyCheck: Promise<unknown> = Promise.resolve();
@@ -153,7 +174,11 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       database,
       async stop() {
         draining = true;
+        // Requests still running at the bound are cut without an answer: none of them may commit
+        // after that (src/db/database.ts, "No late commits").
+        database.giveUpAt?.(performance.now() + config.shutdownTimeout * 1000);
         if (sweeper) clearInterval(sweeper);
+        clearInterval(sealTimer);
         clearInterval(keyWatcher);
         const servers = [server, adminServer];
         const closed = Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
@@ -180,7 +205,10 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
           await closed;
         }
         // Background work gets a short, bounded moment to finish its current statement.
-        await Promise.race([Promise.allSettled([keyCheck, sweeping]), new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
+        await Promise.race([Promise.allSettled([keyCheck, sweeping, sealing]), new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
+        // Seal what the last requests wrote, so that a stopped system leaves no events unsealed
+        // (bounded: with the database away, stopping does not wait for it).
+        await Promise.race([sealRound(), new Promise((resolve) => setTimeout(resolve, 3000).unref())]);
         await auditSink?.close();
         // Closing the pool waits for connections still lent out (a request cut at the bound may
         // hold one); that wait is bounded too, so stop() always resolves.

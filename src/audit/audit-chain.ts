@@ -1,53 +1,39 @@
 /**
- * Verifies the audit trail's hash chain (migration 0005): each row's `prev_hash` is the hash of the
- * row before it (by id), and its `hash` is SHA-256 over that and the row's content. An edited row
- * breaks its own hash; a deleted one breaks the next row's `prev_hash`. (Cutting off the newest
- * rows leaves a valid shorter chain: the JSON-lines sink, kept elsewhere, is the witness for that.)
+ * The audit trail's verification, in the shape it had while every row was hash-chained (migration
+ * 0005): a list of problems by event id. Kept for callers of that shape; new code calls
+ * {@link verifyAuditTrail} (verify.ts), which this runs: row MACs, sealed rows against their signed
+ * checkpoints, the checkpoints' own chain, and the old hash chain for rows written before 0009.
  */
-import { sql } from 'kysely';
 import type { DB } from '../db/database.ts';
+import { createAuditKeys, type AuditKeys } from './audit-keys.ts';
+import { unsealedThreshold, verifyAuditTrail } from './verify.ts';
 
 export interface ChainProblem {
+  /** An event id, or `checkpoint <seq>`. */
   id: string;
   problem: string;
 }
 
 export interface ChainReport {
   events: number;
+  /** The newest checkpoint's digest (null before the first seal). */
   lastHash: string | null;
   problems: ChainProblem[];
 }
 
-const BATCH = 5000;
-
-export async function verifyAuditChain(db: DB, options: { maxProblems?: number } = {}): Promise<ChainReport> {
-  const maxProblems = options.maxProblems ?? 20;
-  const problems: ChainProblem[] = [];
-  let previous: string | null = null;
-  let afterId = '0';
-  let events = 0;
-  for (;;) {
-    const { rows } = await sql<{ id: string; prev_hash: string | null; hash: string | null; computed: string | null }>`
-      SELECT a.id::text AS id, a.prev_hash, a.hash,
-             encode(sha256(convert_to(a.prev_hash || E'\\x1e' || audit_event_content(a), 'UTF8')), 'hex') AS computed
-      FROM audit_events a
-      WHERE a.id > ${afterId}::bigint
-      ORDER BY a.id
-      LIMIT ${BATCH}
-    `.execute(db);
-    for (const row of rows) {
-      events++;
-      const expectedPrev = previous ?? 'genesis';
-      if (row.hash === null || row.prev_hash === null) problems.push({ id: row.id, problem: 'the row has no hash: it was not written through the chain' });
-      else {
-        if (row.prev_hash !== expectedPrev) problems.push({ id: row.id, problem: 'its prev_hash does not match the row before it: a row was removed or reordered' });
-        if (row.computed !== row.hash) problems.push({ id: row.id, problem: 'its content does not match its hash: the row was edited' });
-      }
-      previous = row.hash;
-      afterId = row.id;
-      if (problems.length >= maxProblems) return { events, lastHash: previous, problems };
-    }
-    if (rows.length < BATCH) break;
-  }
-  return { events, lastHash: previous, problems };
+/**
+ * @param options.keys the deployment's audit keys; by default the development key's (as
+ * createSecretBox does without a key-encryption key), which is right only where that key wrote.
+ * @deprecated use {@link verifyAuditTrail}, which says more.
+ */
+export async function verifyAuditChain(db: DB, options: { maxProblems?: number; keys?: AuditKeys; unsealedAfter?: number } = {}): Promise<ChainReport> {
+  const report = await verifyAuditTrail(db, options.keys ?? createAuditKeys(undefined), {
+    unsealedAfter: options.unsealedAfter ?? unsealedThreshold(10),
+    maxProblems: options.maxProblems ?? 20,
+  });
+  return {
+    events: report.events,
+    lastHash: report.head?.digest ?? null,
+    problems: report.problems.map((p) => ({ id: p.subject === 'event' ? p.id : `checkpoint ${p.id}`, problem: p.problem })),
+  };
 }

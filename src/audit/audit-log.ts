@@ -3,10 +3,17 @@
  * event in `audit_events` (append-only), written in the request's transaction when there is one,
  * so an event is recorded exactly when what it describes is. Source IP, user agent and request id
  * come from the request context. Never pass a secret in `details`.
+ *
+ * Writers only append (issue 14 §4): no lock, no read of another row. Each row carries `mac`, an
+ * HMAC over its fields under a key derived from the key-encryption key (audit-mac.ts), and the
+ * insert trigger stamps its transaction id and time (migration 0009); the sealer (sealer.ts)
+ * turns committed rows into signed checkpoints afterwards.
  */
 import type { Logger } from 'pino';
 import type { DB } from '../db/database.ts';
 import { onCommit, write } from '../db/unit-of-work.ts';
+import { createAuditKeys, type AuditKeys } from './audit-keys.ts';
+import { computeMac, wellFormed } from './audit-mac.ts';
 import type { AuditSink } from './audit-sink.ts';
 import { requestContext } from '../http/request-context.ts';
 
@@ -39,6 +46,7 @@ export const AUDIT_EVENTS = [
   'consent.denied',
   'token.issued',
   'token.refreshed',
+  'token.refreshed_within_grace',
   'token.reuse_detected',
   'token.revoked',
   'key.rotated',
@@ -68,36 +76,60 @@ export interface AuditRecord extends Required<Omit<AuditEvent, 'details'>> {
   details: Record<string, unknown>;
 }
 
-export function createAuditLog(deps: { db: DB; logger?: Logger | undefined; sink?: AuditSink | undefined }) {
+export interface AuditLogDeps {
+  db: DB;
+  logger?: Logger | undefined;
+  sink?: AuditSink | undefined;
+  /**
+   * The MAC key (audit-keys.ts, from GATEHOUSE_KEY_ENCRYPTION_KEY). Without it, the public
+   * development key's, as createSecretBox does without a key-encryption key: the server and the
+   * CLI always pass the configured one.
+   */
+  keys?: AuditKeys | undefined;
+}
+
+export function createAuditLog(deps: AuditLogDeps) {
+  const keys = deps.keys ?? createAuditKeys(undefined);
+  let recorded = 0;
   return {
     async record(event: AuditEvent): Promise<void> {
       const context = requestContext();
+      // Exactly what is stored (text that PostgreSQL can hold), so that the MAC verifies on what comes back.
       const fields = {
         event: event.event,
-        actor: event.actor ?? null,
-        client_id: event.clientId ?? null,
-        account_id: event.accountId ?? null,
-        resource: event.resource ?? null,
-        source_ip: context?.ip ?? null,
-        user_agent: context?.userAgent ?? null,
-        request_id: context?.requestId ?? null,
+        actor: wellFormed(event.actor),
+        client_id: wellFormed(event.clientId),
+        account_id: wellFormed(event.accountId),
+        resource: wellFormed(event.resource),
+        source_ip: wellFormed(context?.ip),
+        user_agent: wellFormed(context?.userAgent),
+        request_id: wellFormed(context?.requestId),
       };
+      const details = event.details ?? {};
+      const mac = computeMac(keys, { ...fields, details });
       const { sink } = deps;
       const stream = (row: Record<string, unknown>) => {
         if (!sink) return;
         // Only what was committed reaches the SIEM (docs/audit-events.md lists the fields).
         const occurredAt = row.occurred_at instanceof Date ? row.occurred_at : new Date(String(row.occurred_at));
-        const line = { type: 'gatehouse.audit', id: String(row.id), occurred_at: occurredAt.toISOString(), ...fields, details: event.details ?? {}, hash: row.hash };
+        const txid = row.txid === null || row.txid === undefined ? null : String(row.txid);
+        const line = { type: 'gatehouse.audit', id: String(row.id), txid, occurred_at: occurredAt.toISOString(), ...fields, details, mac };
         onCommit(() => sink.write(line));
       };
       // Now, or (a token request) with the request's other writes in one statement.
       const rows = await write(
         deps.db,
-        (db) => db.insertInto('audit_events').values({ ...fields, details: JSON.stringify(event.details ?? {}) }).returning(['id', 'occurred_at', 'hash']),
+        (db) => db.insertInto('audit_events').values({ ...fields, details: JSON.stringify(details), mac }).returning(['id', 'occurred_at', 'txid']),
         { audit: true, onRows: (queued) => queued[0] && stream(queued[0]) },
       );
       if (rows?.[0]) stream(rows[0]);
+      recorded++;
       deps.logger?.info({ audit: event.event, client_id: event.clientId, account_id: event.accountId, request_id: context?.requestId }, event.event);
+    },
+
+    /** How many events this log has recorded (in a deferred unit of work: queued) since it was created. */
+    get recorded(): number {
+      return recorded;
     },
 
     /** Newest first. */

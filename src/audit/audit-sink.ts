@@ -1,7 +1,10 @@
 /**
  * Streams audit events as JSON lines to a SIEM-friendly sink: `stdout`, or a file (appended).
- * One line per committed event, with the fields documented in docs/audit-events.md; the `hash` ties
- * each line to the database's chain, so the stream doubles as an external witness of it.
+ * One line per committed event, and one per committed checkpoint (`gatehouse.audit.checkpoint`,
+ * sealer.ts), with the fields documented in docs/audit-events.md. Each event line carries its row's
+ * `mac`; the checkpoint lines, kept outside the database, are what `gatehouse audit verify
+ * --checkpoints` compares the database's checkpoints with: a trail cut back, its checkpoints deleted
+ * with it, no longer matches them.
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
 

@@ -19,7 +19,10 @@ import {
   type UpdateResourceInput,
 } from '../resources/resources.service.ts';
 import { userInfo } from 'node:os';
-import { verifyAuditChain } from '../audit/audit-chain.ts';
+import { readFile } from 'node:fs/promises';
+import { createAuditKeys } from '../audit/audit-keys.ts';
+import { createAuditSealer, describeSealOutcome } from '../audit/sealer.ts';
+import { exportCheckpoints, unsealedThreshold, verifyAuditTrail, type AuditReport } from '../audit/verify.ts';
 import { createKeysService } from '../keys/keys.service.ts';
 import { rotateSigningKey } from '../keys/rotation.ts';
 import { rewrapSecrets } from '../keys/rewrap.ts';
@@ -43,7 +46,14 @@ const USAGE = `Usage: gatehouse <command>
   user disable EMAIL            block sign-in and every refresh token of the user; sign
                                 their browsers out
   user enable EMAIL             let a disabled user sign in again; their connections work again
-  audit verify                  check the audit trail's hash chain; exit 3 if it was tampered with
+  audit verify [--checkpoints FILE]
+                                check the audit trail: every event's MAC, the signed checkpoints
+                                and what they sealed, the old hash chain; with FILE (the audit
+                                sink's JSON lines, or an export), that each checkpoint in it is in
+                                the database; exit 3, naming them, if anything was tampered with
+  audit seal                    seal the committed audit events into a signed checkpoint now
+                                (servers do it every GATEHOUSE_AUDIT_SEAL_INTERVAL)
+  audit checkpoints             print every checkpoint as a JSON line, to keep outside the database
   keys list [--json]            signing keys and their state (never private material)
   keys rotate [--lead 10m]      publish a new signing key now; it signs after the lead time, and
                                 the old key stays published until its tokens have expired
@@ -99,9 +109,23 @@ const cliActor = () => `cli:${userInfo().username}`;
 async function withDatabase<T>(config: Config, fn: (db: DatabaseHandle & { audit: AuditLog }) => Promise<T>): Promise<T> {
   const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, poolSize: 2, timeoutMs: config.databaseTimeout * 1000 });
   const sink = createAuditSink(config.auditSink === 'stdout' ? 'stderr' : config.auditSink);
+  const keys = createAuditKeys(config.keyEncryptionKey, config.previousKeyEncryptionKeys);
   try {
     await ensureSchema(database.db, { migrate: config.migrateOnStart });
-    return await fn({ ...database, audit: createAuditLog({ db: database.db, sink }) });
+    const audit = createAuditLog({ db: database.db, sink, keys });
+    try {
+      return await fn({ ...database, audit });
+    } finally {
+      // What the command recorded is sealed before it exits, so an idle system has no unsealed
+      // events. Its outcome (done, or another instance sealing) changes nothing for the command.
+      if (audit.recorded > 0) {
+        await createAuditSealer({ db: database.db, databaseUrl: config.databaseUrl, keys, sink })
+          .seal()
+          .catch((err: unknown) =>
+            process.stderr.write(`gatehouse: warning: the audit events of this command are not sealed yet (${(err as Error).message}); a running server seals them within GATEHOUSE_AUDIT_SEAL_INTERVAL\n`),
+          );
+      }
+    }
   } finally {
     await sink?.close();
     await database.close();
@@ -218,17 +242,70 @@ async function keysCommand(config: Config, args: string[]): Promise<number> {
   });
 }
 
+/** `audit verify` for people: a summary when intact, the problems (exit 3) when not. */
+function printAuditReport(report: AuditReport, threshold: number): number {
+  const checkpoints = (n: number) => `${n} checkpoint${n === 1 ? '' : 's'}`;
+  if (report.problems.length === 0) {
+    const head = report.head ? ` (head: checkpoint ${report.head.seq}, ${report.head.digest}, signed by key ${report.head.keyId})` : '';
+    const legacy = report.legacy ? `; ${report.legacy} written before migration 0009 also verify by their hash chain` : '';
+    const external = report.external ? ` Every one of the ${report.external.checkpoints} checkpoints in the file is in the database, unchanged.` : '';
+    process.stdout.write(
+      `The audit trail is intact: ${report.events} events, ${report.sealed} sealed in ${checkpoints(report.checkpoints)}${head}, ` +
+        `${report.unsealed} waiting for the next seal (reported once older than ${threshold} s)${legacy}.${external}\n`,
+    );
+    for (const note of report.notes) process.stdout.write(`  note: ${note}\n`);
+    return 0;
+  }
+  process.stderr.write(`gatehouse: the audit trail was tampered with (${report.events} events and ${checkpoints(report.checkpoints)} checked):\n`);
+  for (const p of report.problems) process.stderr.write(`  - ${p.subject} ${p.id}: ${p.problem}\n`);
+  if (report.omitted) process.stderr.write(`  … and ${report.omitted} more\n`);
+  for (const note of report.notes) process.stderr.write(`  note: ${note}\n`);
+  return 3;
+}
+
 async function auditCommand(config: Config, args: string[]): Promise<number> {
-  if (args[0] !== 'verify' || args.length > 1) throw new UsageError('usage: gatehouse audit verify');
+  const usage = 'usage: gatehouse audit verify [--checkpoints FILE], gatehouse audit seal, or gatehouse audit checkpoints';
+  const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { checkpoints: { type: 'string' } } });
+  const [action] = positionals;
+  if (positionals.length !== 1 || !['verify', 'seal', 'checkpoints'].includes(action!) || (values.checkpoints !== undefined && action !== 'verify')) {
+    throw new UsageError(usage);
+  }
+  let external: unknown[] | undefined;
+  if (values.checkpoints !== undefined) {
+    let text: string;
+    try {
+      text = await readFile(values.checkpoints, 'utf8');
+    } catch (err) {
+      throw new UsageError(`--checkpoints ${values.checkpoints}: ${(err as Error).message}`);
+    }
+    // A sink file holds event lines too (and, with stdout, perhaps log lines): only checkpoints count.
+    external = text.split('\n').flatMap((line) => {
+      if (!line.trim()) return [];
+      try {
+        return [JSON.parse(line) as unknown];
+      } catch {
+        return [];
+      }
+    });
+  }
+  const keys = createAuditKeys(config.keyEncryptionKey, config.previousKeyEncryptionKeys);
   return withDatabase(config, async ({ db }) => {
-    const report = await verifyAuditChain(db);
-    if (report.problems.length === 0) {
-      process.stdout.write(`The audit trail is intact: ${report.events} events, chain head ${report.lastHash ?? '(empty)'}.\n`);
+    if (action === 'seal') {
+      const sink = createAuditSink(config.auditSink === 'stdout' ? 'stderr' : config.auditSink);
+      try {
+        const outcome = await createAuditSealer({ db, databaseUrl: config.databaseUrl, keys, sink }).seal();
+        process.stdout.write(`${describeSealOutcome(outcome)}\n`);
+        return outcome.ran && outcome.invalid.length ? 3 : 0;
+      } finally {
+        await sink?.close();
+      }
+    }
+    if (action === 'checkpoints') {
+      for await (const line of exportCheckpoints(db, keys)) process.stdout.write(`${JSON.stringify(line)}\n`);
       return 0;
     }
-    process.stderr.write(`gatehouse: the audit trail was tampered with (${report.events} events checked):\n`);
-    for (const p of report.problems) process.stderr.write(`  - event ${p.id}: ${p.problem}\n`);
-    return 3;
+    const threshold = unsealedThreshold(config.auditSealInterval);
+    return printAuditReport(await verifyAuditTrail(db, keys, { unsealedAfter: threshold, external }), threshold);
   });
 }
 

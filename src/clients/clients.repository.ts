@@ -214,6 +214,15 @@ export function createClientsRepository(db: DB) {
 
     /** Deletes every grant, refresh token and code of a client (its JWT access tokens expire on their own). */
     async revokeTokens(clientId: string): Promise<number> {
+      // Every grant's row first, in id order, then the tokens (docs/security.md "Lock order").
+      await current(db)
+        .selectFrom('oidc_payloads')
+        .select('id')
+        .where('model', '=', 'Grant')
+        .where('client_id', '=', clientId)
+        .orderBy('id')
+        .forUpdate()
+        .execute();
       const result = await current(db)
         .deleteFrom('oidc_payloads')
         .where('client_id', '=', clientId)

@@ -132,7 +132,7 @@ export const settings = {
   databaseTimeout: {
     env: 'GATEHOUSE_DATABASE_TIMEOUT',
     description:
-      'The longest Gatehouse waits on PostgreSQL: for a connection, and for the answer to each statement. Past it the request is answered 503 (temporarily_unavailable) and the connection is discarded, so a hung database or a network that drops packets never leaves requests hanging. Raise it only if legitimate statements take longer. Migrations are not bounded; the embedded database is in-process and not affected.',
+      'The longest Gatehouse waits on PostgreSQL: for a connection, and for the answer to each statement. Past it the request is answered 503 (temporarily_unavailable) and the connection is discarded, so a hung database or a network that drops packets never leaves requests hanging. PostgreSQL is bounded too (`statement_timeout` and `lock_timeout` at this value, `idle_in_transaction_session_timeout` at twice it), and every commit must happen a quarter of this (at most 1 s) before the bound, or PostgreSQL refuses it: a request answered 503 never commits later. Raise it only if legitimate statements take longer. Migrations are not bounded; the embedded database is in-process and not affected.',
     default: '5s',
     schema: duration(1, 600),
   },
@@ -294,6 +294,13 @@ export const settings = {
     default: '30d',
     schema: duration(60, 365 * DAY),
   },
+  refreshTokenReuseGrace: {
+    env: 'GATEHOUSE_REFRESH_TOKEN_REUSE_GRACE',
+    description:
+      'Rotation grace: for this long after a refresh, the same client may present the refresh token it has just rotated once more (it lost the answer: a timeout, a dropped connection, a crashed instance) and gets a new successor that replaces the undelivered one, as long as that successor was never used. Outside the window, from another client, a second time, or once the successor was used, it is reuse: the whole grant is revoked. 0 turns grace off (at most 300 s). See docs/security.md (I-32).',
+    default: '60s',
+    schema: duration(0, 300),
+  },
   refreshTokenAbsoluteTtl: {
     env: 'GATEHOUSE_REFRESH_TOKEN_ABSOLUTE_TTL',
     description: 'No refresh-token chain outlives this, counted from the user\'s authorization; then the user signs in again.',
@@ -318,6 +325,13 @@ export const settings = {
       'How often the janitor runs in the server: it deletes expired tokens, codes, sessions and interactions, and stale pending clients. With many instances one runs it at a time (a PostgreSQL advisory lock). 0 turns the schedule off (run `gatehouse janitor` from cron instead).',
     default: '5m',
     schema: duration(0, DAY),
+  },
+  auditSealInterval: {
+    env: 'GATEHOUSE_AUDIT_SEAL_INTERVAL',
+    description:
+      'How often the server seals committed audit events into a signed checkpoint (docs/audit-events.md), one instance at a time (a PostgreSQL advisory lock). A server also seals when it stops, and a CLI command after it records events. A transaction left open holds sealing back until it ends. `gatehouse audit verify` reports events unsealed for more than five intervals (at least a minute).',
+    default: '10s',
+    schema: duration(1, 3600),
   },
   shutdownTimeout: {
     env: 'GATEHOUSE_SHUTDOWN_TIMEOUT',

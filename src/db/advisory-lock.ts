@@ -1,5 +1,5 @@
 /**
- * "One of many instances at a time" for background work (the janitor), through a PostgreSQL
+ * "One of many instances at a time" for background work (the janitor, the audit sealer), through a PostgreSQL
  * session-level advisory lock held on a connection of its own for the duration of the work:
  * - the lock lives outside the app's pool, so the work can use every pooled connection (and a
  *   pool of one cannot deadlock on it);
@@ -15,6 +15,8 @@ import pg from 'pg';
 export const ADVISORY_LOCKS = {
   /** "gatehous" in ASCII */
   janitor: 0x67617465686f7573n,
+  /** "ghauditS": the audit sealer (src/audit/sealer.ts) */
+  auditSealer: 0x6768617564697453n,
 } as const;
 
 export type LockOutcome<T> = { acquired: true; value: T } | { acquired: false };

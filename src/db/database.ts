@@ -34,6 +34,63 @@ function timedOutError(message: string, cause?: unknown): DatabaseTimeoutError {
   return new DatabaseTimeoutError(message, cause === undefined ? undefined : { cause });
 }
 
+/**
+ * No late commits (issue 14 §2). A request that Gatehouse answered with an error (a statement past
+ * the bound is a 503) or gave up on (cut at shutdown) must never commit afterwards; yet a frozen
+ * PostgreSQL that resumes still finds the COMMIT, or the one-statement batch, in its socket and runs
+ * it. So every commit carries its deadline in the database's own clock, checked by the database as
+ * the very last step (`gatehouse_commit_by`, migration 0010): a commit that comes too late fails
+ * instead. The deadline is derived without trusting the two clocks to agree: from a timestamp the
+ * database produced (`transaction_timestamp()` for an explicit transaction, the read-ahead's
+ * `clock_timestamp()` for a batch) and the time Gatehouse received it, which is never earlier. Past
+ * the deadline the earliest moment Gatehouse could answer an error is still {@link commitMarginMs}
+ * away, so "answered 503" and "committed" cannot both happen. What remains is a freeze that lands
+ * in the microseconds between that check and the commit record: then the answer is lost, not
+ * wrong, and rotation grace (oidc/rotation-grace.ts) lets the client recover.
+ */
+interface Bounds {
+  /** GATEHOUSE_DATABASE_TIMEOUT, ms. */
+  timeoutMs: number;
+  /** performance.now() after which nothing may commit (the drain's cut-off at shutdown); Infinity until then. */
+  giveUpAtMs: number;
+}
+
+/** How much earlier than the bound a commit must be in: timer slack, event-loop lag, the check itself. */
+export function commitMarginMs(timeoutMs: number): number {
+  return Math.min(1000, Math.max(50, Math.floor(timeoutMs / 4)));
+}
+
+/** Milliseconds from now within which a write sent now must commit, or undefined when nothing bounds it. */
+function commitBudgetMs(limits: Bounds | undefined): number | undefined {
+  if (!limits) return undefined;
+  const now = performance.now();
+  return Math.min(limits.timeoutMs, limits.giveUpAtMs - now) - commitMarginMs(limits.timeoutMs);
+}
+
+/** The bounds of each bounded database, for {@link batchCommitDeadline}. */
+const bounds = new WeakMap<DB, Bounds>();
+
+const CLOCK = 'database:clock';
+
+/** Records a `clock_timestamp()` the database just returned (epoch ms), as the anchor of {@link batchCommitDeadline}. */
+export function noteDatabaseClock(databaseNowMs: number): void {
+  requestContext()?.memo.set(CLOCK, { database: databaseNowMs, local: performance.now() });
+}
+
+/**
+ * The deadline (epoch ms, in the database's clock) for a one-statement batch sent now on `db`, or
+ * undefined when it is not bounded (the embedded database, no timeout) or no anchor was read in
+ * this request. The database's clock read `anchor.database` no later than we received it
+ * (`anchor.local`), so `anchor.database + (now - anchor.local)` is never behind the database's real
+ * time now: the deadline errs on the early side.
+ */
+export function batchCommitDeadline(db: DB): number | undefined {
+  const budget = commitBudgetMs(bounds.get(db));
+  const anchor = requestContext()?.memo.get(CLOCK) as { database: number; local: number } | undefined;
+  if (budget === undefined || !anchor) return undefined;
+  return anchor.database + (performance.now() - anchor.local) + budget;
+}
+
 /** Kysely's migrator waits for this session-level lock (another instance may be migrating). */
 const SESSION_LOCK = /\bpg_advisory_lock\s*\(/i;
 
@@ -54,12 +111,15 @@ const SESSION_LOCK = /\bpg_advisory_lock\s*\(/i;
  * what runs on it until it is released: migrations may legitimately run long, or wait for another
  * instance's, and they run before anything is served.
  */
-function boundedPool(pool: pg.Pool, timeoutMs: number | undefined) {
+function boundedPool(pool: pg.Pool, limits: Bounds | undefined) {
+  const timeoutMs = limits?.timeoutMs;
   type Client = pg.PoolClient;
   const named = (text: string) => `gh_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`;
   const wrap = (client: Client) => {
     let timedOut = false;
     let unbounded = false;
+    /** performance.now() when PostgreSQL answered this checkout's BEGIN, while a transaction is open. */
+    let beganAt: number | undefined;
     // pg emits 'error' on a client whose connection fails (the server shutting down sends a FATAL
     // and closes it) even when no statement is in flight, e.g. between a transaction's statements.
     // The pool listens only while a client is idle; unheard, the event would crash the process.
@@ -71,9 +131,24 @@ function boundedPool(pool: pg.Pool, timeoutMs: number | undefined) {
     return {
       query(text: string, values?: unknown[]) {
         if (timedOut) return Promise.reject(new DatabaseTimeoutError('the connection was discarded: an earlier statement on it timed out'));
-        if (SESSION_LOCK.test(text)) unbounded = true;
+        if (SESSION_LOCK.test(text) && !unbounded) {
+          unbounded = true;
+          // Migrations may legitimately run long: lift the server-side bounds on this connection (it
+          // is discarded on release, so nobody else gets it unbounded).
+          if (timeoutMs) return send('SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0').then(() => send(text, values));
+        }
         if (!timeoutMs || unbounded) return send(text, values);
         if (timedOutInThisRequest()) return Promise.reject(new DatabaseTimeoutError('the database did not answer earlier in this request'));
+        const verb = /^\s*(\w+)/.exec(text)?.[1]?.toLowerCase();
+        if (verb === 'commit' && beganAt !== undefined && !values?.length) {
+          // The transaction's deadline, checked by PostgreSQL in the same message as COMMIT: in the
+          // simple protocol an error skips the rest, and the transaction stays aborted (then rolled back).
+          const budget = commitBudgetMs(limits)!;
+          const sinceBegin = performance.now() - beganAt;
+          beganAt = undefined;
+          text = `SELECT gatehouse_commit_by(transaction_timestamp() + make_interval(secs => ${((sinceBegin + budget) / 1000).toFixed(3)})); ${text}`;
+        } else if (verb === 'rollback' || verb === 'commit') beganAt = undefined;
+        const opening = verb === 'begin' || verb === 'start';
         return new Promise((resolve, reject) => {
           const timer = setTimeout(() => {
             timedOut = true;
@@ -84,7 +159,9 @@ function boundedPool(pool: pg.Pool, timeoutMs: number | undefined) {
           send(text, values).then(
             (result) => {
               clearTimeout(timer);
-              resolve(result);
+              if (opening) beganAt = performance.now();
+              // A deadline-checked COMMIT answers two results: Kysely wants the COMMIT's.
+              resolve(Array.isArray(result) ? result[result.length - 1] : result);
             },
             (err: unknown) => {
               clearTimeout(timer);
@@ -95,7 +172,7 @@ function boundedPool(pool: pg.Pool, timeoutMs: number | undefined) {
       },
       release: (err?: Error | boolean) => {
         client.removeListener('error', onError);
-        client.release(err || timedOut);
+        client.release(err || timedOut || (unbounded && Boolean(timeoutMs)));
       },
     } as unknown as Client;
   };
@@ -147,6 +224,11 @@ export interface PoolStats {
 export interface DatabaseHandle {
   db: DB;
   kind: 'postgres' | 'pglite';
+  /**
+   * From now on nothing may commit after `atMs` (performance.now() time): the drain's cut-off at
+   * shutdown, after which requests still running are cut without an answer. Bounded PostgreSQL only.
+   */
+  giveUpAt?: (atMs: number) => void;
   /** PostgreSQL only: the connection pool's use. */
   poolStats?: () => PoolStats;
   close(): Promise<void>;
@@ -162,7 +244,17 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
     const pool = new pg.Pool({
       connectionString: options.url,
       max,
-      ...(options.timeoutMs ? { connectionTimeoutMillis: options.timeoutMs } : {}),
+      // Bounded on both sides: the client gives up after the bound (boundedPool), and PostgreSQL
+      // itself cancels a statement or a lock wait past it and ends a transaction left idle, so an
+      // abandoned request (its instance killed, its connection cut) never holds locks for long.
+      ...(options.timeoutMs
+        ? {
+            connectionTimeoutMillis: options.timeoutMs,
+            statement_timeout: options.timeoutMs,
+            lock_timeout: options.timeoutMs,
+            idle_in_transaction_session_timeout: 2 * options.timeoutMs,
+          }
+        : {}),
       // Keepalive probes let the kernel notice a peer that vanished without a word (host gone, a
       // firewall that forgot the connection), which would otherwise look alive until written to.
       keepAlive: true,
@@ -171,10 +263,13 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
     // An idle client that errors (e.g. the server restarted) must not crash the process; the pool
     // has already dropped it.
     pool.on('error', () => {});
-    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: boundedPool(pool, options.timeoutMs) as unknown as pg.Pool }), ...(log ? { log } : {}) });
+    const limits: Bounds | undefined = options.timeoutMs ? { timeoutMs: options.timeoutMs, giveUpAtMs: Number.POSITIVE_INFINITY } : undefined;
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: boundedPool(pool, limits) as unknown as pg.Pool }), ...(log ? { log } : {}) });
+    if (limits) bounds.set(db, limits);
     return {
       db,
       kind: 'postgres',
+      ...(limits ? { giveUpAt: (atMs: number) => void (limits.giveUpAtMs = Math.min(limits.giveUpAtMs, atMs)) } : {}),
       poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount, max }),
       close: () => db.destroy(),
     };

@@ -3,7 +3,16 @@
  * new connections once PostgreSQL answers again) from every other failure (500).
  */
 const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
-const SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300', '55000', '3D000']);
+const SQLSTATES = new Set([
+  '57P01', '57P02', '57P03', '53300', '55000', '3D000',
+  // The server-side bounds (database.ts): a statement or lock wait cancelled, a transaction left idle.
+  '57014', '55P03', '25P03',
+  // A deadlock or serialization failure: the transaction was rolled back and may simply be retried.
+  // (One lock order everywhere, docs/security.md "Lock order", keeps deadlocks out; should one happen, it is a 503.)
+  '40P01', '40001',
+  // gatehouse_commit_by (migration 0010): too late to commit, so nothing was.
+  'GH002',
+]);
 
 /**
  * PostgreSQL did not answer within GATEHOUSE_DATABASE_TIMEOUT: a statement got no reply, or no

@@ -17,6 +17,10 @@ export interface OidcPayloadsTable {
   expires_at: Date | null;
   consumed_at: Date | null;
   created_at: Generated<Date>;
+  /** RefreshToken only: the digest of the refresh token this one replaced (migration 0010, rotation grace). */
+  rotated_from: Generated<string | null>;
+  /** RefreshToken only: its one grace use is spent, or it was replaced by a grace retry (migration 0010). */
+  reused_at: Generated<Date | null>;
 }
 
 export type ClientStatus = 'pending' | 'approved' | 'rejected' | 'suspended';
@@ -98,9 +102,33 @@ export interface AuditEventsTable {
   user_agent: string | null;
   request_id: string | null;
   details: ColumnType<Record<string, unknown>, string | undefined, never>;
-  /** Set by the chain trigger (migration 0005). */
+  /** Set by the chain trigger on rows written before migration 0009; NULL since. */
   prev_hash: ColumnType<string | null, never, never>;
   hash: ColumnType<string | null, never, never>;
+  /** The writing transaction (xid8, as text), stamped by the insert trigger (migration 0009); NULL on older rows. */
+  txid: ColumnType<string | null, never, never>;
+  /** `<key id>.<nonce>.<HMAC>` over the row's fields (src/audit/audit-mac.ts); NULL on rows written before 0009. */
+  mac: string | null;
+}
+
+/** Signed checkpoints of the audit trail (migration 0009, src/audit/checkpoint.ts); append-only. */
+export interface AuditCheckpointsTable {
+  seq: string;
+  epoch: number;
+  floor_id: string;
+  horizon: string;
+  last_txid: string | null;
+  last_id: string;
+  row_count: number;
+  ids: string;
+  leaves: Uint8Array;
+  root: string;
+  invalid_ids: string;
+  prev_digest: string;
+  digest: string;
+  key_id: string;
+  signature: string;
+  sealed_at: Date;
 }
 
 export interface AdminSessionsTable {
@@ -157,6 +185,7 @@ export interface Database {
   accounts: AccountsTable;
   keys: KeysTable;
   audit_events: AuditEventsTable;
+  audit_checkpoints: AuditCheckpointsTable;
   admin_sessions: AdminSessionsTable;
   sign_in_attempts: SignInAttemptsTable;
   admin_api_tokens: AdminApiTokensTable;

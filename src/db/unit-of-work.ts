@@ -7,7 +7,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { CompiledQuery, type Compilable, type ControlledTransaction, type KyselyPlugin } from 'kysely';
-import { PREPARE, type DB } from './database.ts';
+import { batchCommitDeadline, PREPARE, type DB } from './database.ts';
 import type { Database } from './schema.ts';
 
 /** A write held back until the end of a deferred unit of work (see {@link inDeferredUnitOfWork}). */
@@ -17,7 +17,7 @@ interface QueuedWrite {
   gate?: string | undefined;
   /** Receives the rows the write RETURNs, once it has run. */
   onRows?: ((rows: Record<string, unknown>[]) => void) | undefined;
-  /** An audit row: at most one of them may share a statement (the chain trigger must see the previous one). */
+  /** An audit row (audit rows only append, migration 0009: any number may share a statement). */
   audit?: boolean | undefined;
 }
 
@@ -33,6 +33,12 @@ export interface UnitOfWork {
   deferred?: QueuedWrite[] | undefined;
   /** Set when something was revoked (reuse detection): that must be kept even if the request fails. */
   revoked: boolean;
+  /**
+   * Grants this work revokes or consumes under, and how it locks each: the grant row is the first
+   * lock any token write takes (docs/security.md "Lock order"). `update` for a revocation, which
+   * deletes the grant; `share` for a redemption, which must not outlive a concurrent revocation.
+   */
+  grantLocks: Map<string, 'share' | 'update'>;
   /** Run after a successful commit (e.g. streaming audit events): never for rolled-back work. */
   afterCommit: Array<() => void>;
 }
@@ -88,6 +94,21 @@ export async function write(
   return Array.isArray(result) ? (result as Record<string, unknown>[]) : [];
 }
 
+/** Like {@link write}, for a statement compiled already (e.g. {@link grantLockQuery}). */
+export async function writeCompiled(
+  db: DB,
+  query: CompiledQuery,
+  options: { gate?: string; onRows?: (rows: Record<string, unknown>[]) => void } = {},
+): Promise<Record<string, unknown>[] | undefined> {
+  const uow = storage.getStore();
+  if (uow?.deferred) {
+    uow.deferred.push({ query, gate: options.gate, onRows: options.onRows });
+    return undefined;
+  }
+  const { rows } = await current(db).executeQuery(query);
+  return rows as Record<string, unknown>[];
+}
+
 export function currentUnitOfWork(): UnitOfWork | undefined {
   return storage.getStore();
 }
@@ -99,7 +120,7 @@ export function currentUnitOfWork(): UnitOfWork | undefined {
 export async function inUnitOfWork<T>(db: DB, work: () => Promise<T>, succeeded: (result: T) => boolean): Promise<T> {
   if (storage.getStore()) return work();
   const trx = await db.startTransaction().execute();
-  const uow: UnitOfWork = { trx, revoked: false, afterCommit: [] };
+  const uow: UnitOfWork = { trx, revoked: false, grantLocks: new Map(), afterCommit: [] };
   let result: T;
   try {
     result = await storage.run(uow, work);
@@ -122,7 +143,7 @@ export async function inUnitOfWork<T>(db: DB, work: () => Promise<T>, succeeded:
  */
 export async function inDeferredUnitOfWork<T>(db: DB, work: () => Promise<T>, succeeded: (result: T) => boolean, refused: (error: WriteGateError) => void): Promise<T> {
   if (storage.getStore()) return work();
-  const uow: UnitOfWork = { deferred: [], revoked: false, afterCommit: [] };
+  const uow: UnitOfWork = { deferred: [], revoked: false, grantLocks: new Map(), afterCommit: [] };
   let result: T;
   try {
     result = await storage.run(uow, work);
@@ -143,15 +164,32 @@ export async function inDeferredUnitOfWork<T>(db: DB, work: () => Promise<T>, su
 
 const GATE_FAILED = 'GH001';
 
+/**
+ * Locks grant rows, in one order (by id), ahead of everything else the work writes: a revocation
+ * takes them FOR UPDATE before it deletes a single token, so it never holds a token row that a
+ * redemption (which takes its grant FOR KEY SHARE first) waits for while waiting for that grant.
+ */
+export function grantLockQuery(grantIds: string[], mode: 'share' | 'update'): CompiledQuery {
+  const ids = [...grantIds].sort();
+  return CompiledQuery.raw(
+    `SELECT id FROM oidc_payloads WHERE model = 'Grant' AND id = ANY($1::text[]) ORDER BY id FOR ${mode === 'update' ? 'UPDATE' : 'KEY SHARE'}`,
+    [ids],
+  );
+}
+
 async function flush(db: DB, uow: UnitOfWork): Promise<void> {
   const queue = uow.deferred!;
   if (queue.length === 0) return runHooks(uow);
-  if (queue.filter((q) => q.audit).length > 1) {
-    // Two audit rows cannot share a statement (the chain trigger reads the previous row): one transaction instead.
+  const revoking = [...uow.grantLocks].filter(([, mode]) => mode === 'update').map(([id]) => id);
+  if (revoking.length > 0) {
+    // A revocation (rare: reuse detection) runs as a transaction whose first statement locks the
+    // grants it deletes, whatever order oidc-provider asked for the deletions in. It is kept even if
+    // a gate finds nothing: the revocation is what matters.
     await inUnitOfWork(db, async () => {
+      if (revoking.length) await current(db).executeQuery(grantLockQuery(revoking, 'update'));
       for (const q of queue) {
         const { rows } = await current(db).executeQuery(q.query);
-        if (q.gate && rows.length === 0) throw new WriteGateError(q.gate);
+        if (q.gate && rows.length === 0 && !revoking.length) throw new WriteGateError(q.gate);
         q.onRows?.(rows as Record<string, unknown>[]);
       }
     }, () => true);
@@ -160,9 +198,13 @@ async function flush(db: DB, uow: UnitOfWork): Promise<void> {
   const parameters: unknown[] = [];
   const ctes: string[] = [];
   const selects: string[] = [];
+  const deadline = batchCommitDeadline(db);
   queue.forEach((q, i) => {
     const offset = parameters.length;
-    ctes.push(`w${i} AS (${q.query.sql.replace(/\$(\d+)/g, (_m, n: string) => `$${Number(n) + offset}`)})`);
+    let text = q.query.sql.replace(/\$(\d+)/g, (_m, n: string) => `$${Number(n) + offset}`);
+    // With a deadline every part is counted before it is checked, and a CTE is counted by its RETURNING.
+    if (deadline !== undefined && /^\s*(insert|update|delete)\b/i.test(text) && !/\breturning\b/i.test(text)) text += ' returning 1';
+    ctes.push(`w${i} AS (${text})`);
     parameters.push(...q.query.parameters);
     if (q.gate) {
       parameters.push(q.gate);
@@ -170,6 +212,14 @@ async function flush(db: DB, uow: UnitOfWork): Promise<void> {
     }
     if (q.onRows) selects.push(`(SELECT coalesce(json_agg(w${i}), '[]'::json) FROM w${i}) AS r${i}`);
   });
+  // Last, once every part has run (each is counted): too late to commit means nothing commits
+  // (database.ts, "No late commits"). The gates come first, in queue order: the grant's lock is
+  // the first write queued, so it is the first lock taken.
+  if (deadline !== undefined) {
+    parameters.push(deadline / 1000);
+    const counted = queue.map((_q, i) => `(SELECT count(*) FROM w${i})`).join(' + ');
+    selects.push(`gatehouse_commit_by(to_timestamp($${parameters.length}::float8), ${counted}) AS in_time`);
+  }
   let row: Record<string, unknown>;
   try {
     // Prepared by name: a token request's batch has the same text every time.

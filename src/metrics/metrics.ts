@@ -16,6 +16,7 @@
  */
 import type { Context, Middleware, Next } from 'koa';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { AuditMetrics } from '../audit/sealer.ts';
 import type { PoolStats } from '../db/database.ts';
 
 export const METRICS_PREFIX = 'gatehouse_';
@@ -49,6 +50,8 @@ export interface TokenMetrics {
   tokenIssued(grantType: unknown): void;
   /** A replayed refresh token or authorization code revoked its grant (`token.reuse_detected`). */
   reuseDetected(grantType: unknown): void;
+  /** A client presented the refresh token it had just rotated, within the grace window (`token.refreshed_within_grace`). */
+  graceRefresh(): void;
 }
 
 function grantLabel(grantType: unknown): string {
@@ -114,11 +117,50 @@ export function createMetrics(sources: MetricsSources = {}) {
     labelNames: ['grant_type'] as const,
     registers: [registry],
   });
+  const grace = new Counter({
+    name: `${METRICS_PREFIX}refresh_grace_used_total`,
+    help: 'Refreshes that presented the just-rotated refresh token again within GATEHOUSE_REFRESH_TOKEN_REUSE_GRACE (a lost answer, a retry after a timeout or a crash) and got a successor that replaced the undelivered one.',
+    registers: [registry],
+  });
   // Start both series at 0, so that rate() and alerts work before the first event.
   for (const grantType of ['authorization_code', 'refresh_token']) {
     tokensIssued.inc({ grant_type: grantType }, 0);
     reuse.inc({ grant_type: grantType }, 0);
   }
+
+  const checkpoints = new Counter({
+    name: `${METRICS_PREFIX}audit_checkpoints_total`,
+    help: 'Audit checkpoints this instance sealed and signed (src/audit/sealer.ts).',
+    registers: [registry],
+  });
+  const sealedRows = new Counter({
+    name: `${METRICS_PREFIX}audit_events_sealed_total`,
+    help: 'Audit events this instance sealed into checkpoints.',
+    registers: [registry],
+  });
+  const forgedRows = new Counter({
+    name: `${METRICS_PREFIX}audit_forged_events_total`,
+    help: 'Audit events sealed without a valid MAC: rows Gatehouse did not write (inserted with the database\'s credentials). Alert on any increase.',
+    registers: [registry],
+  });
+  const sealFailures = new Counter({
+    name: `${METRICS_PREFIX}audit_seal_failures_total`,
+    help: 'Sealing rounds that failed or were refused (the database away, or the last checkpoint not verifying: see the log).',
+    registers: [registry],
+  });
+  for (const counter of [checkpoints, sealedRows, forgedRows, sealFailures]) counter.inc(0);
+  const audit: AuditMetrics = {
+    sealed(rows) {
+      checkpoints.inc();
+      sealedRows.inc(rows);
+    },
+    invalidRows(count) {
+      forgedRows.inc(count);
+    },
+    failed() {
+      sealFailures.inc();
+    },
+  };
 
   // Before the pending-clients count, whose own query would otherwise show up as waiting or in use.
   if (sources.poolStats) {
@@ -187,11 +229,16 @@ export function createMetrics(sources: MetricsSources = {}) {
     reuseDetected(grantType) {
       reuse.inc({ grant_type: grantLabel(grantType) });
     },
+    graceRefresh() {
+      grace.inc();
+    },
   };
 
   return {
     registry,
     tokens,
+    /** For the audit sealer. */
+    audit,
 
     /**
      * Counts and times every request of a listener. Mount it first. `fixedPaths` are exact paths

@@ -14,7 +14,8 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { sql } from 'kysely';
 import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 import type { DB } from '../db/database.ts';
-import { current, currentUnitOfWork, write } from '../db/unit-of-work.ts';
+import { current, currentUnitOfWork, grantLockQuery, write, writeCompiled } from '../db/unit-of-work.ts';
+import { inGraceSql, refreshRequest } from './rotation-grace.ts';
 import type { SecretBox } from '../keys/secret-box.ts';
 import { rememberClientPolicy } from '../clients/client-policy.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
@@ -79,6 +80,8 @@ export interface AdapterDeps {
   clients?: ClientsRepository;
   trustPolicy?: TrustPolicy;
   audit?: AuditLog;
+  /** GATEHOUSE_REFRESH_TOKEN_REUSE_GRACE, seconds; 0 (the default here) turns rotation grace off. */
+  refreshTokenReuseGrace?: number;
 }
 
 function arrival() {
@@ -89,6 +92,56 @@ function arrival() {
 function markRevoked() {
   const uow = currentUnitOfWork();
   if (uow) uow.revoked = true;
+}
+
+/** Models whose rows belong to a grant and die with it. */
+const GRANT_BOUND = ['AccessToken', 'RefreshToken', 'AuthorizationCode'];
+
+/** The grant of each token this request has read (stored id → grant id), so its writes can lock the grant first. */
+const TOKEN_GRANTS = 'adapter:token-grants';
+function rememberGrant(storedId: string, grantId: unknown): void {
+  const memo = requestContext()?.memo;
+  if (!memo || typeof grantId !== 'string') return;
+  let grants = memo.get(TOKEN_GRANTS) as Map<string, string> | undefined;
+  if (!grants) memo.set(TOKEN_GRANTS, (grants = new Map()));
+  grants.set(storedId, grantId);
+}
+function grantOf(storedId: string): string | undefined {
+  return (requestContext()?.memo.get(TOKEN_GRANTS) as Map<string, string> | undefined)?.get(storedId);
+}
+
+/**
+ * The one lock order (docs/security.md "Lock order"): a write that consumes, deletes or revokes a
+ * grant's tokens first locks the grant's row — FOR KEY SHARE to redeem (a concurrent revocation
+ * then waits, or wins and the redemption finds no grant), FOR UPDATE to revoke — and only then
+ * touches token rows. Inside a deferred unit of work the share lock is queued (it is the request's
+ * first write, so the batch takes it first) and the update lock is taken by the flush before any
+ * queued write. Outside a unit of work a single statement has nothing to order against.
+ */
+async function lockGrant(db: DB, grantId: string, mode: 'share' | 'update', gate?: string): Promise<void> {
+  const uow = currentUnitOfWork();
+  if (!uow) return;
+  const held = uow.grantLocks.get(grantId);
+  if (held === 'update' || held === mode) return;
+  uow.grantLocks.set(grantId, mode);
+  if (uow.deferred) {
+    if (mode === 'share') await writeCompiled(db, grantLockQuery([grantId], 'share'), gate ? { gate } : {});
+    return;
+  }
+  const { rows } = await current(db).executeQuery(grantLockQuery([grantId], mode));
+  if (mode === 'share' && gate && rows.length === 0) throw new errors.InvalidGrant(gate);
+}
+
+/** Revokes a grant: the grant and every token under it, the grant's row locked first. Kept even if the request fails. */
+async function revokeGrant(db: DB, grantId: string): Promise<void> {
+  markRevoked();
+  await lockGrant(db, grantId, 'update');
+  forgetReadAhead('payload:*');
+  await write(db, (executor) =>
+    executor
+      .deleteFrom('oidc_payloads')
+      .where((eb) => eb.or([eb.and([eb('model', '=', 'Grant'), eb('id', '=', grantId)]), eb.and([eb('grant_id', '=', grantId), eb('model', 'in', GRANT_BOUND)])])),
+  );
 }
 
 class PayloadAdapter implements Adapter {
@@ -118,6 +171,8 @@ class PayloadAdapter implements Adapter {
       account_id: payload.accountId ?? null,
       client_id: payload.clientId ?? null,
       expires_at: expiresAt,
+      // A rotation's successor names the token it replaced (rotation grace finds it by that).
+      ...(this.model === 'RefreshToken' ? { rotated_from: refreshRequest()?.rotatedFrom ?? null } : {}),
     };
     try {
       await write(this.deps.db, (db) =>
@@ -147,22 +202,41 @@ class PayloadAdapter implements Adapter {
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
+    const key = this.#key(id);
     // Read ahead with the rest of a token request (oidc/token-prefetch.ts), or from the database.
-    const ahead = readAhead<{ payload: AdapterPayload; consumed_at: unknown }>(readAheadKeys.payload(this.model, this.#key(id)));
+    const ahead = readAhead<{ payload: AdapterPayload; consumed_at: unknown; in_grace?: boolean }>(readAheadKeys.payload(this.model, key));
     const row = ahead
       ? ahead.value
       : await current(this.deps.db)
-          .selectFrom('oidc_payloads')
-          .select(['payload', 'consumed_at'])
-          .where('model', '=', this.model)
-          .where('id', '=', this.#key(id))
-          .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', sql<Date>`now()`)]))
+          .selectFrom('oidc_payloads as t')
+          .select(['t.payload', 't.consumed_at', inGraceSql(this.deps.refreshTokenReuseGrace ?? 0).as('in_grace')])
+          .where('t.model', '=', this.model)
+          .where('t.id', '=', key)
+          .where((eb) => eb.or([eb('t.expires_at', 'is', null), eb('t.expires_at', '>', sql<Date>`now()`)]))
           .executeTakeFirst();
     if (!row) return undefined;
     const payload = { ...row.payload } as AdapterPayload;
     if (this.#hashed) payload.jti = id;
+    rememberGrant(key, payload.grantId);
     const consumedAt = asDate(row.consumed_at);
-    if (consumedAt) payload.consumed = Math.floor(consumedAt.getTime() / 1000);
+    if (consumedAt) {
+      const refresh = this.model === 'RefreshToken' ? refreshRequest() : undefined;
+      if (refresh?.presented === key) {
+        // Rotation grace (oidc/rotation-grace.ts): the same client, presenting the token it has
+        // just rotated, whose successor it never used: it gets a successor, not a revocation.
+        if (row.in_grace === true && payload.clientId === refresh.clientId) {
+          refresh.graceRetry = true;
+          return payload;
+        }
+        // A used token from another client is reuse too (oidc-provider would only say "client
+        // mismatch"): whoever holds it, the grant is revoked.
+        if (payload.clientId !== refresh.clientId && typeof payload.grantId === 'string') {
+          refresh.foreignReplay = { grantId: payload.grantId, accountId: typeof payload.accountId === 'string' ? payload.accountId : undefined };
+          await revokeGrant(this.deps.db, payload.grantId);
+        }
+      }
+      payload.consumed = Math.floor(consumedAt.getTime() / 1000);
+    }
     return payload;
   }
 
@@ -182,35 +256,72 @@ class PayloadAdapter implements Adapter {
   }
 
   async consume(id: string): Promise<void> {
-    forgetReadAhead(readAheadKeys.payload(this.model, this.#key(id)));
+    const key = this.#key(id);
+    forgetReadAhead(readAheadKeys.payload(this.model, key));
     const used = `${this.model === 'RefreshToken' ? 'refresh token' : 'grant'} already used`;
-    const rows = await write(
-      this.deps.db,
-      (db) =>
-        db
-          .updateTable('oidc_payloads')
-          .set({ consumed_at: sql<Date>`now()` })
-          .where('model', '=', this.model)
-          .where('id', '=', this.#key(id))
-          .where('consumed_at', 'is', null)
-          .returning('id'),
+    // The grant first (lock order), and it must still be there: a revocation that won the race
+    // leaves nothing to redeem under.
+    const grantId = grantOf(key);
+    if (grantId) await lockGrant(this.deps.db, grantId, 'share', 'grant request is invalid');
+    const refresh = this.model === 'RefreshToken' ? refreshRequest() : undefined;
+    const consumptions =
+      refresh?.graceRetry && refresh.presented === key
+        ? [
+            // Its one grace use, still within the window (the database's clock decides)…
+            (db: DB) =>
+              db
+                .updateTable('oidc_payloads')
+                .set({ reused_at: sql<Date>`now()` })
+                .where('model', '=', 'RefreshToken')
+                .where('id', '=', key)
+                .where('consumed_at', 'is not', null)
+                .where('reused_at', 'is', null)
+                .where('consumed_at', '>', sql<Date>`now() - make_interval(secs => ${this.deps.refreshTokenReuseGrace ?? 0})`)
+                .returning('id'),
+            // …and the undelivered successor, still unused, is used up: one chain stays alive.
+            (db: DB) =>
+              db
+                .updateTable('oidc_payloads')
+                .set({ consumed_at: sql<Date>`now()`, reused_at: sql<Date>`now()` })
+                .where('model', '=', 'RefreshToken')
+                .where('rotated_from', '=', key)
+                .where('consumed_at', 'is', null)
+                .returning('id'),
+          ]
+        : [
+            (db: DB) =>
+              db
+                .updateTable('oidc_payloads')
+                .set({ consumed_at: sql<Date>`now()` })
+                .where('model', '=', this.model)
+                .where('id', '=', key)
+                .where('consumed_at', 'is', null)
+                .returning('id'),
+          ];
+    for (const consumption of consumptions) {
       // Queued with the request's other writes, a consumption that finds nothing refuses them all.
-      { gate: used },
-    );
-    if (rows && rows.length === 0) {
-      // Lost a race with a concurrent redemption (or the row is gone): never a second success.
-      throw new errors.InvalidGrant(used);
+      const rows = await write(this.deps.db, consumption, { gate: used });
+      if (rows && rows.length === 0) {
+        // Lost a race with a concurrent redemption (or the row is gone): never a second success.
+        throw new errors.InvalidGrant(used);
+      }
     }
+    if (refresh) refresh.rotatedFrom = key;
   }
 
   async destroy(id: string): Promise<void> {
     markRevoked();
-    forgetReadAhead(readAheadKeys.payload(this.model, this.#key(id)));
-    await write(this.deps.db, (db) => db.deleteFrom('oidc_payloads').where('model', '=', this.model).where('id', '=', this.#key(id)));
+    const key = this.#key(id);
+    forgetReadAhead(readAheadKeys.payload(this.model, key));
+    // A token of a grant (reuse detection, RFC 7009 revocation) or the grant itself: the grant's lock first.
+    const grantId = this.model === 'Grant' ? id : GRANT_BOUND.includes(this.model) ? grantOf(key) : undefined;
+    if (grantId) await lockGrant(this.deps.db, grantId, 'update');
+    await write(this.deps.db, (db) => db.deleteFrom('oidc_payloads').where('model', '=', this.model).where('id', '=', key));
   }
 
   async revokeByGrantId(grantId: string): Promise<void> {
     markRevoked();
+    await lockGrant(this.deps.db, grantId, 'update');
     forgetReadAhead('payload:*');
     await write(this.deps.db, (db) => db.deleteFrom('oidc_payloads').where('model', '=', this.model).where('grant_id', '=', grantId));
   }

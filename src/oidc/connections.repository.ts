@@ -9,7 +9,7 @@
  */
 import { sql } from 'kysely';
 import type { DB } from '../db/database.ts';
-import { current } from '../db/unit-of-work.ts';
+import { current, grantLockQuery } from '../db/unit-of-work.ts';
 
 /** One live grant: who let which client use which MCP servers with which scopes. */
 export interface Connection {
@@ -171,6 +171,10 @@ export function createConnectionsRepository(db: DB) {
      */
     async revoke(grantId: string): Promise<number> {
       if (!isGrantId(grantId)) return 0;
+      // The grant's row first, then its tokens (docs/security.md "Lock order"): a refresh of this
+      // grant in flight holds the grant FOR KEY SHARE and then its token; taking the tokens first
+      // could deadlock with it.
+      await current(db).executeQuery(grantLockQuery([grantId], 'update'));
       const result = await current(db)
         .deleteFrom('oidc_payloads')
         .where((eb) =>

@@ -26,6 +26,7 @@ import { createAdapterFactory, installHashedClientSecrets } from './adapter.ts';
 import { createGrantsRepository } from './grants.repository.ts';
 import { tokenRateLimit } from './token-rate-limit.ts';
 import { createTokenPrefetch, tokenRequestIsDeferrable } from './token-prefetch.ts';
+import { refreshRequest } from './rotation-grace.ts';
 import { recognisedInThisRequest } from '../clients/recognition.ts';
 import type { RateLimiter } from '../http/rate-limit.ts';
 import { createResourceIndicatorsFeature, installResourceCanonicalization } from './resource-indicators.ts';
@@ -130,6 +131,7 @@ export function createProvider(deps: ProviderDeps): Provider {
     clients: deps.clients,
     trustPolicy: deps.trustPolicy,
     audit: deps.audit,
+    refreshTokenReuseGrace: config.refreshTokenReuseGrace,
   });
 
   const configuration: Configuration = {
@@ -296,26 +298,44 @@ export function createProvider(deps: ProviderDeps): Provider {
     const { oidc } = ctx;
     const clientId = oidc?.client?.clientId;
     if (ctx.path === ROUTES.token) {
+      const refreshing = oidc.params?.grant_type === 'refresh_token' ? refreshRequest() : undefined;
       if (ctx.status === 200) {
         const at = oidc.entities.AccessToken as { accountId?: string; aud?: string | string[]; scope?: string; grantId?: string } | undefined;
         const refresh = oidc.params?.grant_type === 'refresh_token';
+        // A retry within the rotation grace (oidc/rotation-grace.ts) is its own event: the client
+        // presented the token it had just rotated, and its undelivered successor was replaced.
+        const grace = refreshing?.graceRetry === true;
         await deps.audit.record({
-          event: refresh ? 'token.refreshed' : 'token.issued',
+          event: grace ? 'token.refreshed_within_grace' : refresh ? 'token.refreshed' : 'token.issued',
           actor: clientId ? `client:${clientId}` : undefined,
           clientId,
           accountId: at?.accountId,
           resource: typeof at?.aud === 'string' ? at.aud : at?.aud?.[0],
-          details: { grant_type: oidc.params?.grant_type, scope: at?.scope, grant_id: at?.grantId },
+          details: {
+            grant_type: oidc.params?.grant_type,
+            scope: at?.scope,
+            grant_id: at?.grantId,
+            ...(grace ? { replaced: 'the successor issued by the previous refresh, never used' } : {}),
+          },
         });
-        onCommit(() => deps.metrics?.tokenIssued(oidc.params?.grant_type));
+        onCommit(() => {
+          deps.metrics?.tokenIssued(oidc.params?.grant_type);
+          if (grace) deps.metrics?.graceRefresh();
+        });
       } else if (currentUnitOfWork()?.revoked) {
         const token = (oidc.entities.RefreshToken ?? oidc.entities.AuthorizationCode) as { accountId?: string; grantId?: string } | undefined;
+        const foreign = refreshing?.foreignReplay;
         await deps.audit.record({
           event: 'token.reuse_detected',
           actor: clientId ? `client:${clientId}` : undefined,
           clientId,
-          accountId: token?.accountId,
-          details: { grant_type: oidc.params?.grant_type, grant_id: token?.grantId, revoked: 'the whole grant' },
+          accountId: token?.accountId ?? foreign?.accountId,
+          details: {
+            grant_type: oidc.params?.grant_type,
+            grant_id: token?.grantId ?? foreign?.grantId,
+            revoked: 'the whole grant',
+            ...(foreign ? { presented_by: 'another client than the one it was issued to' } : {}),
+          },
         });
         onCommit(() => deps.metrics?.reuseDetected(oidc.params?.grant_type));
       }
@@ -375,7 +395,7 @@ export function createProvider(deps: ProviderDeps): Provider {
   });
 
   // Before the token request's transaction, so that refused attempts count too.
-  provider.use(tokenRateLimit({ limiter: deps.limiter, perMinute: config.tokenRequestsPerMinute, path: ROUTES.token, prefetch: createTokenPrefetch(deps.db) }));
+  provider.use(tokenRateLimit({ limiter: deps.limiter, perMinute: config.tokenRequestsPerMinute, path: ROUTES.token, prefetch: createTokenPrefetch(deps.db, { refreshTokenReuseGrace: config.refreshTokenReuseGrace }) }));
 
   provider.use(async (ctx, next) => {
     // Token, registration and revocation requests are all-or-nothing.

@@ -17,7 +17,8 @@
  */
 import { createHash } from 'node:crypto';
 import { sql } from 'kysely';
-import { PREPARE, type DB } from '../db/database.ts';
+import { noteDatabaseClock, PREPARE, type DB } from '../db/database.ts';
+import { beginRefreshRequest, inGraceSql } from './rotation-grace.ts';
 import { primeReadAhead, readAheadKeys } from '../db/request-cache.ts';
 import type { RateLimitResult } from '../http/rate-limit.ts';
 import { requestContext } from '../http/request-context.ts';
@@ -34,8 +35,10 @@ const digest = (value: string) => createHash('sha256').update(value).digest('bas
 interface Row {
   hits: number;
   remaining: number;
+  /** The database's clock when it ran this (epoch ms): the anchor of the request's commit deadline. */
+  db_now: number;
   client: Record<string, unknown> | null;
-  token: { payload: Record<string, unknown>; consumed_at: string | null; grant_id: string | null; account_id: string | null } | null;
+  token: { payload: Record<string, unknown>; consumed_at: string | null; grant_id: string | null; account_id: string | null; in_grace: boolean } | null;
   grant: { payload: Record<string, unknown>; consumed_at: string | null } | null;
   account: { id: string; email: string } | null;
   resources: Record<string, unknown>[] | null;
@@ -48,7 +51,8 @@ export function tokenRequestIsDeferrable(): boolean {
   return requestContext()?.memo.get(DEFERRABLE) === true;
 }
 
-export function createTokenPrefetch(db: DB) {
+export function createTokenPrefetch(db: DB, options: { refreshTokenReuseGrace?: number } = {}) {
+  const inGrace = inGraceSql(options.refreshTokenReuseGrace ?? 0);
   return async function prefetch(request: PrefetchRequest): Promise<RateLimitResult> {
     const window = sql<Date>`make_interval(secs => ${request.rateLimit.windowSeconds})`;
     const tokenId = request.token ? digest(request.token.value) : '';
@@ -64,8 +68,8 @@ export function createTokenPrefetch(db: DB) {
         RETURNING hits, ceil(extract(epoch from window_start + ${window} - now()))::int AS remaining
       ),
       tok AS (
-        SELECT payload, consumed_at, grant_id, account_id FROM oidc_payloads
-        WHERE ${model !== ''} AND model = ${model} AND id = ${tokenId} AND (expires_at IS NULL OR expires_at > now())
+        SELECT t.payload, t.consumed_at, t.grant_id, t.account_id, ${inGrace} AS in_grace FROM oidc_payloads t
+        WHERE ${model !== ''} AND t.model = ${model} AND t.id = ${tokenId} AND (t.expires_at IS NULL OR t.expires_at > now())
       ),
       gr AS (
         SELECT payload, consumed_at FROM oidc_payloads
@@ -78,7 +82,7 @@ export function createTokenPrefetch(db: DB) {
         SELECT metadata, client_secret_enc, client_secret_hash, status, ceiling, registration_method FROM clients
         WHERE ${readClient} AND client_id = ${request.clientId}
       )
-      SELECT rl.hits, rl.remaining,
+      SELECT rl.hits, rl.remaining, (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS db_now,
         (SELECT row_to_json(cl) FROM cl) AS client,
         (SELECT row_to_json(tok) FROM tok) AS token,
         (SELECT row_to_json(gr) FROM gr) AS grant,
@@ -87,6 +91,8 @@ export function createTokenPrefetch(db: DB) {
       FROM rl
     `.execute(db);
     const row = rows[0]!;
+    noteDatabaseClock(Number(row.db_now));
+    if (request.token?.model === 'RefreshToken') beginRefreshRequest(request.clientId, tokenId);
     const entries: [string, unknown][] = [[readAheadKeys.resources, row.resources ?? []]];
     if (readClient) entries.push([readAheadKeys.client(request.clientId), row.client]);
     if (request.token) {

@@ -10,7 +10,7 @@
  * Adding a migration? Add a step to `STEPS` that inserts rows typical of a deployment at that
  * version, and check them in the tests at the end: the first test fails until you do.
  */
-import { createCipheriv, createHash, randomBytes } from 'node:crypto';
+import { createCipheriv, createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import argon2 from 'argon2';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
@@ -21,7 +21,9 @@ import { createAccountsService } from '../../src/accounts/accounts.service.ts';
 import { createSignInThrottle } from '../../src/accounts/sign-in-throttle.ts';
 import { createAdminSessions } from '../../src/admin/admin-sessions.ts';
 import { createApiTokens } from '../../src/admin/api-tokens.ts';
-import { verifyAuditChain } from '../../src/audit/audit-chain.ts';
+import { createAuditKeys } from '../../src/audit/audit-keys.ts';
+import { createAuditSealer } from '../../src/audit/sealer.ts';
+import { verifyAuditTrail } from '../../src/audit/verify.ts';
 import { createClientsRepository } from '../../src/clients/clients.repository.ts';
 import { createMetadataDocuments } from '../../src/clients/metadata-documents.ts';
 import { metadataFingerprint } from '../../src/clients/recognition.ts';
@@ -146,6 +148,25 @@ function fingerprintAtV7(metadata: Record<string, unknown>): string {
   return createHash('sha256').update(JSON.stringify(canonical(kept))).digest('base64url');
 }
 
+/**
+ * An audit row's MAC as 0009's code computes it (src/audit/audit-mac.ts), written out here so that a
+ * change of the algorithm that strands stored MACs is noticed: HKDF-SHA256 of the KEK gives the key,
+ * HMAC-SHA256 over RFC 8785 canonical JSON of the fields, with a random nonce.
+ */
+function macAtV9(f: { event: string; actor?: string | null; client_id?: string | null; account_id?: string | null; resource?: string | null; details?: unknown }): string {
+  const key = Buffer.from(hkdfSync('sha256', KEK, Buffer.alloc(0), 'gatehouse/audit/row-mac/v1', 32));
+  const keyId = createHmac('sha256', key).update('gatehouse audit mac key id').digest('hex').slice(0, 16);
+  const nonce = randomBytes(16).toString('base64url');
+  const jcs = (v: unknown): string =>
+    Array.isArray(v)
+      ? `[${v.map(jcs).join(',')}]`
+      : v && typeof v === 'object'
+        ? `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${jcs((v as Record<string, unknown>)[k])}`).join(',')}}`
+        : JSON.stringify(v);
+  const message = jcs(['gatehouse.audit.mac.v1', keyId, nonce, f.event, f.actor ?? null, f.client_id ?? null, f.account_id ?? null, f.resource ?? null, null, null, null, f.details ?? {}]);
+  return `${keyId}.${nonce}.${createHmac('sha256', key).update(message).digest('base64url')}`;
+}
+
 // Token-like values (only their digests are stored) and the rows' payloads.
 const RT_V1 = token();
 const CODE_V1 = token();
@@ -153,6 +174,8 @@ const RAT_V1 = token();
 const RT_V2 = token();
 const CODE_V8 = token();
 const RT_V8 = token();
+const RT_V10_OLD = token();
+const RT_V10_NEW = token();
 const SESSION_V1 = { id: 'session-v1-' + token().slice(0, 20), uid: 'session-uid-v1' };
 const GRANT_V1 = 'grant-v1-' + token().slice(0, 20);
 const GRANT_V2 = 'grant-v2-' + token().slice(0, 20);
@@ -443,6 +466,46 @@ const STEPS: Step[] = [
       await expect(redeem(token()).execute(db)).rejects.toMatchObject({ code: 'GH001', message: 'grant already used' });
     },
   },
+  {
+    // Audit rows as 0009's writers append them: the application's MAC, no chain, no lock. Whatever
+    // a writer sends for id, occurred_at or the old chain columns, the trigger stamps its own; two
+    // audit rows may share one statement (a token request's batch).
+    migration: '0009_audit_seal',
+    seed: (db) =>
+      run(
+        db,
+        sql`INSERT INTO audit_events (occurred_at, event, actor, client_id, details, prev_hash, hash, mac)
+            VALUES ('2001-01-01T00:00:00Z', 'client.approved', ${`admin:${ADMIN.email}`}, ${PENDING_V3}, ${json({ ceiling: { [NOTES]: ['notes:read'] } })},
+                    'not-the-chain', 'not-a-hash',
+                    ${macAtV9({ event: 'client.approved', actor: `admin:${ADMIN.email}`, client_id: PENDING_V3, details: { ceiling: { [NOTES]: ['notes:read'] } } })})`,
+        sql`WITH w0 AS (INSERT INTO audit_events (event, actor, client_id, account_id, resource, details, mac)
+                        VALUES ('token.refreshed', ${`user:${ALICE.id}`}, ${APPROVED_V3}, ${ALICE.id}, ${NOTES}, ${json({ scope: 'notes:read', grant_type: 'refresh_token' })},
+                                ${macAtV9({ event: 'token.refreshed', actor: `user:${ALICE.id}`, client_id: APPROVED_V3, account_id: ALICE.id, resource: NOTES, details: { scope: 'notes:read', grant_type: 'refresh_token' } })})
+                        RETURNING id),
+                 w1 AS (INSERT INTO audit_events (event, actor, details, mac)
+                        VALUES ('user.sign_in_failed', NULL, ${json({ email: 'mallory@example.com' })}, ${macAtV9({ event: 'user.sign_in_failed', details: { email: 'mallory@example.com' } })})
+                        RETURNING id)
+            SELECT (SELECT count(*) FROM w0) + (SELECT count(*) FROM w1) AS n`,
+      ),
+  },
+  {
+    // A refresh as 0010's code writes it: the consumed token, and its successor naming it in
+    // `rotated_from` (rotation grace finds it so). The commit deadline refuses a commit too late.
+    migration: '0010_rotation_grace',
+    seed: async (db) => {
+      await payloadRow('RefreshToken', sha256b64u(RT_V10_OLD), PAYLOAD.refreshV8, {
+        grantId: GRANT_V8, accountId: ALICE.id, clientId: APPROVED_V3, expiresAt: at(14 * DAY),
+      }).execute(db);
+      await run(
+        db,
+        sql`UPDATE oidc_payloads SET consumed_at = ${ts(at(-10 * SECOND))} WHERE model = 'RefreshToken' AND id = ${sha256b64u(RT_V10_OLD)}`,
+        sql`INSERT INTO oidc_payloads (model, id, payload, grant_id, account_id, client_id, expires_at, rotated_from)
+            VALUES ('RefreshToken', ${sha256b64u(RT_V10_NEW)}, ${json(PAYLOAD.refreshV8)}, ${GRANT_V8}, ${ALICE.id}, ${APPROVED_V3}, ${ts(at(14 * DAY))}, ${sha256b64u(RT_V10_OLD)})`,
+      );
+      await expect(sql`SELECT gatehouse_commit_by(now() - interval '1 second')`.execute(db)).rejects.toMatchObject({ code: 'GH002' });
+      await expect(sql`SELECT gatehouse_commit_by(clock_timestamp() + interval '1 minute', 3)`.execute(db)).resolves.toBeDefined();
+    },
+  },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -478,6 +541,8 @@ const FROZEN: Record<string, string> = {
   '0006_key_rotation.sql': '9204a1226c0374e3',
   '0007_client_recognition.sql': '468ac3014221c78e',
   '0008_write_gate.sql': 'c2bcec3b949174db',
+  '0009_audit_seal.sql': '30599a56b674f566',
+  '0010_rotation_grace.sql': '9819e0248df46ead',
 };
 
 test('landed migrations are unchanged, byte for byte', async () => {
@@ -574,7 +639,7 @@ describe.each(['postgres', 'pglite'] as const)('migrations with data (%s)', (kin
         SELECT model, id, payload, grant_id, uid, account_id, client_id, expires_at, consumed_at FROM oidc_payloads ORDER BY model, id`.execute(db);
       const find = (model: string, id: string) => rows.find((r) => r.model === model && r.id === id);
       expect(rows.map((r) => r.model).sort()).toEqual(
-        ['AuthorizationCode', 'AuthorizationCode', 'Grant', 'Grant', 'Interaction', 'RefreshToken', 'RefreshToken', 'RefreshToken', 'RegistrationAccessToken', 'Session'],
+        ['AuthorizationCode', 'AuthorizationCode', 'Grant', 'Grant', 'Interaction', 'RefreshToken', 'RefreshToken', 'RefreshToken', 'RefreshToken', 'RefreshToken', 'RegistrationAccessToken', 'Session'],
       );
       expect(find('Session', SESSION_V1.id)).toEqual({
         model: 'Session', id: SESSION_V1.id, payload: PAYLOAD.session, grant_id: null, uid: SESSION_V1.uid, account_id: ALICE.id,
@@ -589,6 +654,13 @@ describe.each(['postgres', 'pglite'] as const)('migrations with data (%s)', (kin
       expect(find('RefreshToken', sha256b64u(RT_V2))).toMatchObject({ payload: PAYLOAD.refreshV2, grant_id: GRANT_V2 });
       expect(find('AuthorizationCode', sha256b64u(CODE_V8))?.consumed_at).toBeInstanceOf(Date);
       expect(find('RefreshToken', sha256b64u(RT_V8))).toMatchObject({ payload: PAYLOAD.refreshV8, client_id: APPROVED_V3, account_id: ALICE.id });
+      // 0010: rows from before it name no predecessor and have no grace spent; a rotation's successor names its parent.
+      const rotation = await sql<{ id: string; rotated_from: string | null; reused_at: Date | null }>`
+        SELECT id, rotated_from, reused_at FROM oidc_payloads WHERE model = 'RefreshToken' ORDER BY id`.execute(db);
+      for (const row of rotation.rows) {
+        expect(row.reused_at).toBeNull();
+        expect(row.rotated_from).toBe(row.id === sha256b64u(RT_V10_NEW) ? sha256b64u(RT_V10_OLD) : null);
+      }
     });
 
     test('accounts, resources, metadata documents: unchanged; 0004 gave the old accounts the user role', async () => {
@@ -617,23 +689,41 @@ describe.each(['postgres', 'pglite'] as const)('migrations with data (%s)', (kin
       expect(byKid[COOKIE_KEY.kid]).toMatchObject({ use: 'cookie', retired_at: null, activates_at: null, unpublish_at: null });
     });
 
-    test('audit_events: rows from before 0005 keep their content and have no hash; later rows are chained', async () => {
-      const { rows } = await sql<{ id: string; event: string; client_id: string | null; details: unknown; prev_hash: string | null; hash: string | null }>`
-        SELECT id::text AS id, event, client_id, details, prev_hash, hash FROM audit_events ORDER BY id`.execute(db);
-      expect(rows.map((r) => r.event)).toEqual([
+    test('audit_events: rows from before 0005 have no hash, 0005–0008 rows are chained, 0009 rows carry a MAC and the trigger\'s stamps', async () => {
+      const { rows } = await sql<{ id: string; event: string; client_id: string | null; details: unknown; prev_hash: string | null; hash: string | null; txid: string | null; mac: string | null; occurred_at: Date }>`
+        SELECT a.id::text AS id, a.event, a.client_id, a.details, a.prev_hash, a.hash, a.txid::text AS txid, a.mac, a.occurred_at FROM audit_events a ORDER BY a.id`.execute(db);
+      expect(rows.slice(0, 7).map((r) => r.event)).toEqual([
         'client.registered', 'admin.sign_in_succeeded', 'token.issued', // 0004
         'client.rejected', 'user.sign_in_failed', // 0005
         'token.issued', // 0008, with the code exchange
+        'client.approved', // 0009
       ]);
+      // The two rows of one statement (0009): in either order.
+      expect(rows.slice(7).map((r) => r.event).sort()).toEqual(['token.refreshed', 'user.sign_in_failed']);
       expect(rows[0]).toMatchObject({ client_id: PENDING_V3, details: { client_name: 'Unknown Tool', redirect_uris: META[PENDING_V3]!.redirect_uris, status: 'pending' } });
       expect(rows.slice(0, 3).map((r) => [r.prev_hash, r.hash])).toEqual([[null, null], [null, null], [null, null]]);
       // The first chained row starts from 'genesis' (the last row before it has no hash).
       expect(rows[3]!.prev_hash).toBe('genesis');
       expect(rows[4]!.prev_hash).toBe(rows[3]!.hash);
       expect(rows[5]!.prev_hash).toBe(rows[4]!.hash);
-      for (const r of rows.slice(3)) expect(r.hash).toMatch(/^[0-9a-f]{64}$/);
-      // Still append-only.
+      for (const r of rows.slice(3, 6)) expect(r.hash).toMatch(/^[0-9a-f]{64}$/);
+      // 0009 added txid and mac empty on every older row.
+      for (const r of rows.slice(0, 6)) expect([r.txid, r.mac]).toEqual([null, null]);
+      // Since 0009: the writer's MAC; the trigger's id, txid and time, whatever the writer sent; no chain.
+      for (const r of rows.slice(6)) {
+        expect(r.mac).toMatch(/^[0-9a-f]{16}\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}$/);
+        expect(r.txid).toMatch(/^\d+$/);
+        expect([r.prev_hash, r.hash]).toEqual([null, null]);
+        expect(r.occurred_at.getTime()).toBeGreaterThan(T0 - HOUR);
+      }
+      // Still append-only; and the runtime role may only read and append (where roles exist: both here).
       await expect(sql`UPDATE audit_events SET event = 'edited' WHERE id = ${rows[0]!.id}::bigint`.execute(db)).rejects.toThrow(/append-only/);
+      const grants = await sql<Record<string, boolean>>`
+        SELECT has_table_privilege('gatehouse_runtime', 'audit_events', 'INSERT') AS append,
+               has_table_privilege('gatehouse_runtime', 'audit_events', 'UPDATE') AS change,
+               has_table_privilege('gatehouse_runtime', 'audit_checkpoints', 'DELETE') AS remove,
+               has_table_privilege('gatehouse_runtime', 'clients', 'UPDATE') AS clients`.execute(db);
+      expect(grants.rows).toEqual([{ append: true, change: false, remove: false, clients: true }]);
     });
 
     test('admin sessions, API tokens, sign-in attempts, rate-limit counters: unchanged', async () => {
@@ -787,11 +877,45 @@ describe.each(['postgres', 'pglite'] as const)('migrations with data (%s)', (kin
       expect((await limiter.hit('cimd-fetch:app.example.com', 4, 3600)).allowed).toBe(false);
     });
 
-    test('audit chain verification: only the rows written before 0005 are reported (they have no hash)', async () => {
-      const report = await verifyAuditChain(db);
-      const { rows } = await sql<{ id: string }>`SELECT id::text AS id FROM audit_events ORDER BY id LIMIT 3`.execute(db);
-      expect(report.events).toBe(6);
-      expect(report.problems).toEqual(rows.map((r) => ({ id: r.id, problem: 'the row has no hash: it was not written through the chain' })));
+    test('audit verification: old-chain rows (0005–0008) still verify by that chain, 0009 rows by their MACs; the first checkpoint covers both, so rewriting an old row later is caught', async () => {
+      const keys = createAuditKeys(KEK);
+      const before = await verifyAuditTrail(db, keys, { unsealedAfter: 3600 });
+      expect(before.problems).toEqual([]);
+      expect(before).toMatchObject({ events: 9, legacy: 6, sealed: 0, unsealed: 9, checkpoints: 0 });
+      expect(before.notes).toEqual([expect.stringMatching(/^3 event\(s\) were written before migration 0005 and never had a hash chain/)]);
+
+      const outcome = await createAuditSealer({ db, databaseUrl: undefined, keys }).seal();
+      expect(outcome).toMatchObject({ ran: true, rows: 9, invalid: [] });
+      expect(await verifyAuditTrail(db, keys, { unsealedAfter: 3600 })).toMatchObject({ sealed: 9, unsealed: 0, checkpoints: 1, problems: [] });
+
+      // As the owner, rolled back afterwards: an old row edited, and the old chain recomputed from it
+      // on, so that the old algorithm alone finds nothing wrong.
+      class RolledBack extends Error {}
+      const { rows: chained } = await sql<{ id: string }>`SELECT a.id::text AS id FROM audit_events a WHERE a.txid IS NULL AND a.hash IS NOT NULL ORDER BY a.id`.execute(db);
+      const [edited, ...after] = chained.map((r) => r.id);
+      let report: Awaited<ReturnType<typeof verifyAuditTrail>> | undefined;
+      await expect(
+        db.transaction().execute(async (trx) => {
+          const rehash = (id: string) =>
+            sql`UPDATE audit_events a SET hash = encode(sha256(convert_to(a.prev_hash || E'\\x1e' || audit_event_content(a), 'UTF8')), 'hex') WHERE a.id = ${id}::bigint`.execute(trx);
+          await sql`ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update_or_delete`.execute(trx);
+          await sql`UPDATE audit_events SET details = ${json({ reason: 'approved after all' })} WHERE id = ${edited}::bigint`.execute(trx);
+          await rehash(edited!);
+          let previous = edited!;
+          for (const id of after) {
+            await sql`UPDATE audit_events SET prev_hash = (SELECT hash FROM audit_events WHERE id = ${previous}::bigint) WHERE id = ${id}::bigint`.execute(trx);
+            await rehash(id);
+            previous = id;
+          }
+          report = await verifyAuditTrail(trx, keys, { unsealedAfter: 3600 });
+          throw new RolledBack();
+        }),
+      ).rejects.toBeInstanceOf(RolledBack);
+      // The old chain is consistent again; the checkpoint's leaf hashes are not.
+      expect(report!.problems.map((p) => [p.id, p.problem.replace(/:.*/, '')])).toEqual(
+        [edited!, ...after].map((id) => [id, 'it was edited after checkpoint 1 sealed it']),
+      );
+      expect(await verifyAuditTrail(db, keys, { unsealedAfter: 3600 })).toMatchObject({ problems: [] });
     });
   });
 });

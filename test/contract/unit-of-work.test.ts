@@ -1,11 +1,12 @@
 /**
  * Deferred units of work (src/db/unit-of-work.ts): a token request's writes sent as one statement.
  * All or nothing, a gated write that touches no row refuses the batch, writes that bypass the queue
- * are refused loudly, and two audit rows never share a statement (the hash chain stays intact).
+ * are refused loudly, and several audit rows share one statement and still verify (migration 0009: they only append).
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createAuditLog } from '../../src/audit/audit-log.ts';
-import { verifyAuditChain } from '../../src/audit/audit-chain.ts';
+import { createAuditKeys } from '../../src/audit/audit-keys.ts';
+import { verifyAuditTrail } from '../../src/audit/verify.ts';
 import { current, inDeferredUnitOfWork, onCommit, write, WriteGateError } from '../../src/db/unit-of-work.ts';
 import { createTestDatabase, type TestDatabase } from '../support/database.ts';
 
@@ -67,8 +68,9 @@ describe('inDeferredUnitOfWork', () => {
     expect(await exists('uow:e')).toBe(false);
   });
 
-  test('two audit rows in one batch keep the hash chain intact', async () => {
+  test('two audit rows in one batch are one statement, and the trail verifies', async () => {
     const audit = createAuditLog({ db: database.db });
+    database.queries.length = 0;
     await inDeferredUnitOfWork(
       database.db,
       async () => {
@@ -78,7 +80,8 @@ describe('inDeferredUnitOfWork', () => {
       () => true,
       () => {},
     );
-    const report = await verifyAuditChain(database.db);
+    expect(database.queries.filter((q) => /insert into "audit_events"/i.test(q))).toHaveLength(1);
+    const report = await verifyAuditTrail(database.db, createAuditKeys(undefined), { unsealedAfter: 60 });
     expect(report.problems).toEqual([]);
     expect(report.events).toBeGreaterThanOrEqual(2);
   });

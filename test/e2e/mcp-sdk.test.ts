@@ -230,8 +230,12 @@ describe('the MCP SDK client, end to end', () => {
     const { who } = await callWhoami(mcp, provider);
     expect(who.sub).toBe(accountId);
 
-    // Replay of the rotated-out refresh token: refused …
+    // The client uses its new refresh token (so it did get the answer: no rotation grace applies) …
     const clientId = provider.client!.client_id;
+    const third = await tokenRequest(app.issuer, { grant_type: 'refresh_token', refresh_token: second.refresh_token!, client_id: clientId, resource: mcp.url });
+    expect(third.status).toBe(200);
+
+    // … then a replay of the rotated-out refresh token: refused …
     const replay = await tokenRequest(app.issuer, {
       grant_type: 'refresh_token',
       refresh_token: oldRefresh,
@@ -244,7 +248,7 @@ describe('the MCP SDK client, end to end', () => {
     // … and the whole token family is revoked: the newest refresh token no longer works either.
     const newest = await tokenRequest(app.issuer, {
       grant_type: 'refresh_token',
-      refresh_token: second.refresh_token!,
+      refresh_token: third.body.refresh_token,
       client_id: clientId,
       resource: mcp.url,
     });

@@ -329,21 +329,28 @@ describe('three Gatehouse processes on one database, behind a load balancer', ()
     expect(newest).not.toBe(oldRefresh);
     expect(decodeJwt(refreshed.body.access_token)).toMatchObject({ sub: accountId, aud: mcp.url });
 
-    // Reuse of the rotated-out token, at another instance: refused, and the whole family is revoked …
-    const replay = await refresh(2, client.client_id, oldRefresh);
+    // The rotated-out token again at another instance, as a client that lost the answer would: a
+    // retry within the rotation grace, answered with a successor that replaces the undelivered one …
+    const retried = await refresh(2, client.client_id, oldRefresh);
+    expect(retried.status, JSON.stringify(retried.body)).toBe(200);
+    // … and once more, at a third: reuse, refused, and the whole family is revoked …
+    const replay = await refresh(3, client.client_id, oldRefresh);
     expect(replay.status).toBe(400);
     expect(replay.body.error).toBe('invalid_grant');
-    // … as a third instance sees: the newest refresh token no longer works.
-    const after = await refresh(3, client.client_id, newest);
+    // … as every instance sees: neither successor works.
+    const after = await refresh(1, client.client_id, retried.body.refresh_token);
     expect(after.status).toBe(400);
     expect(after.body.error).toBe('invalid_grant');
+    expect((await refresh(3, client.client_id, newest)).body.error).toBe('invalid_grant');
 
     const tokens = set.lb.since(mark);
-    trace('(b) exchange on 3, refresh on 1, replay on 2, newest on 3', tokens);
+    trace('(b) exchange on 3, refresh on 1, retry on 2, replay on 3, successors on 1 and 3', tokens);
     expect(tokens.map((s) => [s.instance, pathOf(s), s.status])).toEqual([
       [3, '/token', 200],
       [1, '/token', 200],
-      [2, '/token', 400],
+      [2, '/token', 200],
+      [3, '/token', 400],
+      [1, '/token', 400],
       [3, '/token', 400],
     ]);
   });

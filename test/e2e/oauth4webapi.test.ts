@@ -169,7 +169,18 @@ describe('authorization code flow with a strict client', () => {
     expect(refreshed.refresh_token).not.toBe(oldRefresh);
     expect(decodeJwt(refreshed.access_token)).toMatchObject({ aud: resource, sub: accountId, iss: app.issuer, scope: SCOPE });
 
-    // The rotated-out refresh token is spent.
+    // A client that lost that answer presents the rotated-out token once more, within the rotation
+    // grace: it gets a well-formed answer with a new refresh token (docs/security.md I-32) …
+    const retry = await oauth.refreshTokenGrantRequest(as, client, oauth.None(), oldRefresh, {
+      additionalParameters: { resource },
+      ...insecure,
+    });
+    const retried = await oauth.processRefreshTokenResponse(as, client, retry);
+    expect(retried.refresh_token).toBeTruthy();
+    expect(retried.refresh_token).not.toBe(refreshed.refresh_token);
+    expect(decodeJwt(retried.access_token)).toMatchObject({ aud: resource, sub: accountId, iss: app.issuer, scope: SCOPE });
+
+    // … and then the rotated-out token is spent: presenting it again is reuse.
     const replay = await oauth.refreshTokenGrantRequest(as, client, oauth.None(), oldRefresh, {
       additionalParameters: { resource },
       ...insecure,

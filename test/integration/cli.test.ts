@@ -69,7 +69,11 @@ describe('with PostgreSQL', () => {
       const added = await gatehouse(['user', 'add', 'sink@example.com'], { env: { ...env, GATEHOUSE_AUDIT_SINK: file }, input: `${PASSWORD}\n` });
       expect(added.code).toBe(0);
       const lines = (await readFile(file, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-      expect(lines).toEqual([expect.objectContaining({ type: 'gatehouse.audit', event: 'user.created', actor: `cli:${userInfo().username}`, details: { email: 'sink@example.com', role: 'user' } })]);
+      // The event, then the checkpoint that sealed it before the command exited (docs/audit-events.md).
+      expect(lines).toEqual([
+        expect.objectContaining({ type: 'gatehouse.audit', event: 'user.created', actor: `cli:${userInfo().username}`, details: { email: 'sink@example.com', role: 'user' }, mac: expect.any(String) }),
+        expect.objectContaining({ type: 'gatehouse.audit.checkpoint', count: 1, ids: lines[0]!.id, invalid: [] }),
+      ]);
       expect(JSON.stringify(lines)).not.toContain(PASSWORD);
 
       const listed = await gatehouse(['user', 'list', '--json'], { env: { ...env, GATEHOUSE_AUDIT_SINK: 'stdout' } });
@@ -379,11 +383,15 @@ describe('with PostgreSQL', () => {
     expect(await query(`select 1 from resources where uri = 'https://other.example.com'`)).toEqual([]);
   });
 
-  test('audit verify: 0 while the chain is intact, 3 naming the row once one was edited', async () => {
+  test('audit verify: 0 while the trail is intact (every command sealed its events), 3 naming the row once one was edited', async () => {
     const intact = await gatehouse(['audit', 'verify'], { env });
     expect(intact.stderr).toBe('');
     expect(intact.code).toBe(0);
-    expect(intact.stdout).toMatch(/The audit trail is intact: \d+ events, chain head [0-9a-f]{64}\./);
+    expect(intact.stdout).toMatch(/^The audit trail is intact: (\d+) events, \1 sealed in \d+ checkpoints \(head: checkpoint \d+, [0-9a-f]{64}, signed by key [0-9a-f]{16}\), 0 waiting/);
+    // Nothing left to seal: `audit seal` says so.
+    const sealed = await gatehouse(['audit', 'seal'], { env });
+    expect(sealed.code, sealed.stderr).toBe(0);
+    expect(sealed.stdout).toBe('Nothing to seal: every committed audit event is in a checkpoint.\n');
     const [row] = await query<{ id: string }>('select id::text from audit_events order by id limit 1');
     await query('alter table audit_events disable trigger audit_events_no_update_or_delete');
     await query(`update audit_events set details = '{"forged": true}' where id = $1`, [row!.id]);
@@ -391,7 +399,9 @@ describe('with PostgreSQL', () => {
     const broken = await gatehouse(['audit', 'verify'], { env });
     expect(broken.code).toBe(3);
     expect(broken.stderr).toMatch(/^gatehouse: the audit trail was tampered with/);
-    expect(broken.stderr).toContain(`event ${row!.id}: its content does not match its hash`);
+    expect(broken.stderr).toContain(`event ${row!.id}: it was edited after checkpoint 1 sealed it`);
+    expect((await gatehouse(['audit', 'verify', '--checkpoints'], { env })).code).toBe(2);
+    expect((await gatehouse(['audit', 'verify', '--checkpoints', '/nonexistent/file.jsonl'], { env })).stderr).toMatch(/^gatehouse: --checkpoints \/nonexistent\/file\.jsonl: ENOENT/);
   });
 
   test('keys rotate schedules a new signing key; keys list shows states and no private material', async () => {

@@ -7,6 +7,8 @@
  *
  * The stack: postgres (healthy) → migrate (one-shot) → gatehouse-1, gatehouse-2 (one configuration)
  * ← caddy (TLS; load-balances the public listener, and serves the admin listener on loopback only).
+ * postgres's init script creates the roles: `migrate` connects as the schema's owner, the instances
+ * as a login in `gatehouse_runtime` (migration 0009), which cannot change the audit trail.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
@@ -188,6 +190,38 @@ function site(vars: Record<string, string>, address: string): CaddyNode {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The postgres init script (an inline config, like the Caddyfile)
+
+/** What the init script creates, read from its SQL (with the `$$` Compose escapes undone). */
+function initRoles() {
+  const mount = (service('postgres').configs ?? []).find((c) => typeof c === 'object' && c.target?.startsWith('/docker-entrypoint-initdb.d/'));
+  if (!mount || typeof mount !== 'object' || !mount.source) throw new Error('postgres mounts no init script');
+  const script = compose.configs?.[mount.source]?.content;
+  if (script === undefined) throw new Error(`configs.${mount.source} has no inline content`);
+  // Compose turns `$$` into `$`; a lone `$` would be interpolated by Compose instead of the shell.
+  expect(script.replace(/\$\$/g, ''), 'every $ for the shell is written $$').not.toMatch(/\$/);
+  const shell = script.replace(/\$\$/g, '$');
+  const variables = new Map([...shell.matchAll(/--set (\w+)="\$(\w+)"/g)].map((m) => [m[1]!, m[2]!]));
+  const role = (name: string) => {
+    const m = new RegExp(`CREATE ROLE ${name} ([^;]*);`).exec(shell);
+    if (!m) throw new Error(`the init script does not create ${name}`);
+    const password = /PASSWORD :'(\w+)'/.exec(m[1]!)?.[1];
+    return { name, attributes: m[1]!, passwordVariable: variables.get(password ?? '') ?? '', inRuntime: /\bIN ROLE gatehouse_runtime\b/.test(m[1]!) };
+  };
+  const db = /CREATE DATABASE (\w+) OWNER (\w+);/.exec(shell);
+  if (!db) throw new Error('the init script creates no database');
+  const appName = /CREATE ROLE (\w+) LOGIN [^;]*IN ROLE gatehouse_runtime/.exec(shell)?.[1];
+  if (!appName) throw new Error('the init script creates no login in gatehouse_runtime');
+  return {
+    database: db[1]!,
+    databaseOwner: db[2]!,
+    owner: role(db[2]!),
+    app: role(appName),
+    runtimeNoLogin: /CREATE ROLE gatehouse_runtime NOLOGIN;/.test(shell),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
 // Dockerfile
 
 interface Instruction {
@@ -299,7 +333,13 @@ const KNOWN_ENV = new Set(Object.values(settings).map((s) => s.env));
 const TEST_KEK = 'a1'.repeat(32);
 /** `docker compose up` with nothing but the required key (a local trial), and with a real domain. */
 const LOCAL_TRIAL = { GATEHOUSE_KEY_ENCRYPTION_KEY: TEST_KEK };
-const REAL_DOMAIN = { GATEHOUSE_KEY_ENCRYPTION_KEY: TEST_KEK, GATEHOUSE_ISSUER: 'https://auth.example.com', POSTGRES_PASSWORD: 'a-strong-password' };
+const REAL_DOMAIN = {
+  GATEHOUSE_KEY_ENCRYPTION_KEY: TEST_KEK,
+  GATEHOUSE_ISSUER: 'https://auth.example.com',
+  POSTGRES_PASSWORD: 'a-strong-password',
+  POSTGRES_OWNER_PASSWORD: 'the-owners-password',
+  POSTGRES_APP_PASSWORD: 'the-instances-password',
+};
 
 /** The environment an instance runs with: the image's ENV, overridden by the compose file's. */
 const instanceEnv = (name: string, vars: Record<string, string>) => ({ ...dockerfileEnv, ...interpolateAll(environmentOf(service(name)), vars) });
@@ -381,20 +421,42 @@ describe('docker-compose.yml', () => {
     expect(composeSeconds(grace!)).toBeGreaterThanOrEqual(config.shutdownTimeout + 5);
   });
 
-  test('the instances use the postgres service with its own credentials, and do not migrate on their own', () => {
+  test('migrate connects as the owner the init script creates, the instances as its runtime login, and they do not migrate on their own', () => {
+    const roles = initRoles();
     for (const vars of [LOCAL_TRIAL, REAL_DOMAIN]) {
-      const env = interpolateAll(environmentOf(service('gatehouse-1')), vars);
-      const url = new URL(env.DATABASE_URL ?? '');
-      expect(url.protocol).toMatch(/^postgres(ql)?:$/);
-      expect(url.hostname).toBe('postgres');
-      expect(Object.keys(compose.services)).toContain(url.hostname);
-      expect(env.GATEHOUSE_MIGRATE_ON_START).toBe('false');
-
       const pgEnv = interpolateAll(environmentOf(service('postgres')), vars);
-      expect(decodeURIComponent(url.username)).toBe(pgEnv.POSTGRES_USER ?? 'postgres');
-      expect(decodeURIComponent(url.password)).toBe(pgEnv.POSTGRES_PASSWORD);
-      expect(url.pathname.slice(1)).toBe(pgEnv.POSTGRES_DB ?? pgEnv.POSTGRES_USER ?? 'postgres');
+      const passwordOf = (variable: string) => pgEnv[variable];
+      for (const [name, role] of [['migrate', roles.owner], ...INSTANCES.map((i) => [i, roles.app] as const)] as const) {
+        const env = interpolateAll(environmentOf(service(name)), vars);
+        const url = new URL(env.DATABASE_URL ?? '');
+        expect(url.protocol).toMatch(/^postgres(ql)?:$/);
+        expect(url.hostname).toBe('postgres');
+        expect(Object.keys(compose.services)).toContain(url.hostname);
+        expect(env.GATEHOUSE_MIGRATE_ON_START).toBe('false');
+        expect(decodeURIComponent(url.username), `${name} connects as`).toBe(role.name);
+        expect(decodeURIComponent(url.password), `${name}'s password is the one the init script sets`).toBe(passwordOf(role.passwordVariable));
+        expect(url.pathname.slice(1)).toBe(roles.database);
+      }
+      // Three different secrets when the operator sets them.
+      if (vars === REAL_DOMAIN) expect(new Set([pgEnv.POSTGRES_PASSWORD, pgEnv.POSTGRES_OWNER_PASSWORD, pgEnv.POSTGRES_APP_PASSWORD]).size).toBe(3);
     }
+  });
+
+  test('the postgres init script creates the owner (no superuser), the database it owns, gatehouse_runtime and the instances\' login as its member', () => {
+    const pg = service('postgres');
+    const mount = (pg.configs ?? []).find((c) => typeof c === 'object' && c.target?.startsWith('/docker-entrypoint-initdb.d/'));
+    expect(mount, 'postgres mounts an init script into /docker-entrypoint-initdb.d/').toBeDefined();
+    expect((mount as { target: string }).target).toMatch(/\.sh$/);
+    const roles = initRoles();
+    expect(roles.runtimeNoLogin, 'CREATE ROLE gatehouse_runtime NOLOGIN').toBe(true);
+    expect(roles.app.inRuntime, `${roles.app.name} is IN ROLE gatehouse_runtime`).toBe(true);
+    expect(roles.owner.attributes).not.toMatch(/SUPERUSER|CREATEROLE|BYPASSRLS/i);
+    expect(roles.app.attributes).not.toMatch(/SUPERUSER|CREATEROLE|CREATEDB|BYPASSRLS/i);
+    expect(roles.databaseOwner).toBe(roles.owner.name);
+    // The script runs as the image's superuser, whose password the instances never see.
+    const pgEnv = environmentOf(pg);
+    expect(pgEnv.POSTGRES_USER).not.toBe(roles.owner.name);
+    expect(pg.healthcheck?.test?.toString()).toContain(`-d ${roles.database}`);
   });
 
   test('the key-encryption key must be supplied: compose refuses to start without it', () => {
@@ -451,8 +513,15 @@ describe('docker-compose.yml', () => {
     }
   });
 
-  test('migrate and the instances share one configuration', () => {
-    for (const name of INSTANCES) expect(environmentOf(service('migrate'))).toEqual(environmentOf(service(name)));
+  test('migrate and the instances share one configuration, but for the database role they connect as', () => {
+    const { DATABASE_URL: migrateUrl, ...migrate } = environmentOf(service('migrate'));
+    for (const name of INSTANCES) {
+      const { DATABASE_URL: instanceUrl, ...instance } = environmentOf(service(name));
+      expect(migrate).toEqual(instance);
+      const [a, b] = [new URL(interpolate(migrateUrl!, LOCAL_TRIAL)), new URL(interpolate(instanceUrl!, LOCAL_TRIAL))];
+      expect([a.host, a.pathname]).toEqual([b.host, b.pathname]);
+      expect(a.username).not.toBe(b.username);
+    }
   });
 
   test('no service publishes an admin listener beyond this machine\'s loopback', () => {

@@ -123,6 +123,8 @@ describe('on a running app', () => {
     const first = tokens.body.refresh_token as string;
     const second = await tokenRequest(app.issuer, { grant_type: 'refresh_token', refresh_token: first, client_id: client.client_id });
     expect(second.status).toBe(200);
+    // The successor is used, so presenting `first` again is reuse, not a retry within the rotation grace.
+    expect((await tokenRequest(app.issuer, { grant_type: 'refresh_token', refresh_token: second.body.refresh_token, client_id: client.client_id })).status).toBe(200);
     const before = (await scrape(app)).samples;
     const replay = await tokenRequest(app.issuer, { grant_type: 'refresh_token', refresh_token: first, client_id: client.client_id });
     expect(replay.status).toBe(400);

@@ -5,7 +5,8 @@
  * client, the code or refresh token, its grant, its account and the registry:
  * oidc/token-prefetch.ts), then one write statement carrying the consumption, the rotated refresh
  * token and the audit row (`token.refreshed` / `token.issued`) as data-modifying CTEs, atomic
- * without BEGIN/COMMIT (db/unit-of-work.ts). It was 11 before either. The client's approval status and ceiling cost nothing: they come with
+ * without BEGIN/COMMIT (db/unit-of-work.ts), led by the grant's lock and ended by the commit deadline
+ * (issue 14: lock order, no late commits — neither costs a round trip). It was 11 before either. The client's approval status and ceiling cost nothing: they come with
  * the client row.
  */
 import { afterAll, beforeAll, expect, test } from 'vitest';
@@ -26,6 +27,20 @@ function counted(queries: string[]) {
   return { all, work };
 }
 
+/**
+ * The write statement, in lock order (docs/security.md "Lock order"): the grant's row first (FOR
+ * KEY SHARE, gated: a concurrent revocation wins), then the consumption (gated), the new refresh
+ * token and the audit row; last, the commit deadline (no late commits, src/db/database.ts).
+ */
+function expectWriteStatement(writes: string) {
+  expect(writes).toMatch(/^\/\* prepare \*\/ WITH w0 AS \(SELECT id FROM oidc_payloads WHERE model = 'Grant' AND id = ANY\(\$1::text\[\]\) ORDER BY id FOR KEY SHARE\), w1 AS \(update "oidc_payloads" set "consumed_at" = now\(\)/);
+  expect(writes).toMatch(/insert into "oidc_payloads"/);
+  expect(writes).toMatch(/SELECT gatehouse_assert\(EXISTS \(SELECT 1 FROM w0\), \$\d+\) AS g0, gatehouse_assert\(EXISTS \(SELECT 1 FROM w1\)/);
+  // The embedded database is in-process: nothing to be late for, no deadline.
+  if (app.database.kind === 'postgres') expect(writes).toMatch(/, gatehouse_commit_by\(to_timestamp\(\$\d+::float8\), \(SELECT count\(\*\) FROM w0\) \+ .*\) AS in_time$/);
+  else expect(writes).not.toMatch(/gatehouse_commit_by/);
+}
+
 test('one refresh with rotation', async () => {
   const { client, tokens } = await obtainTokens(app.issuer);
   app.database.queries.length = 0;
@@ -37,11 +52,7 @@ test('one refresh with rotation', async () => {
   expect(app.database.queries.filter((q) => /insert into "audit_events"/i.test(q))).toHaveLength(1);
   expect(app.database.queries.filter((q) => /insert into "?rate_limit_counters"?/i.test(q))).toHaveLength(1);
   expect(app.database.queries.filter((q) => /^\s*(begin|commit)/i.test(q))).toHaveLength(0);
-  // The write statement: consumption (gated), the new refresh token, the audit row.
-  const writes = app.database.queries[1]!;
-  expect(writes).toMatch(/^\/\* prepare \*\/ WITH w0 AS \(update "oidc_payloads" set "consumed_at" = now\(\)/);
-  expect(writes).toMatch(/insert into "oidc_payloads"/);
-  expect(writes).toMatch(/gatehouse_assert\(EXISTS \(SELECT 1 FROM w0\)/);
+  expectWriteStatement(app.database.queries[1]!);
 });
 
 test('one authorization code exchange', async () => {
@@ -56,9 +67,5 @@ test('one authorization code exchange', async () => {
   expect(app.database.queries.filter((q) => /insert into "audit_events"/i.test(q))).toHaveLength(1);
   expect(app.database.queries.filter((q) => /insert into "?rate_limit_counters"?/i.test(q))).toHaveLength(1);
   expect(app.database.queries.filter((q) => /^\s*(begin|commit)/i.test(q))).toHaveLength(0);
-  // The write statement: consumption (gated), the new refresh token, the audit row.
-  const writes = app.database.queries[1]!;
-  expect(writes).toMatch(/^\/\* prepare \*\/ WITH w0 AS \(update "oidc_payloads" set "consumed_at" = now\(\)/);
-  expect(writes).toMatch(/insert into "oidc_payloads"/);
-  expect(writes).toMatch(/gatehouse_assert\(EXISTS \(SELECT 1 FROM w0\)/);
+  expectWriteStatement(app.database.queries[1]!);
 });

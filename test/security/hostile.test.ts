@@ -392,7 +392,10 @@ describe('resource indicators', () => {
 describe('refresh tokens', () => {
   test('replaying a rotated refresh token → invalid_grant, and the newer one is revoked too', async () => {
     const tokens = await tokensFor();
-    const rotated = await tokenRequest(app.issuer, { grant_type: 'refresh_token', refresh_token: tokens.refresh_token, client_id: web.client_id });
+    const once = await tokenRequest(app.issuer, { grant_type: 'refresh_token', refresh_token: tokens.refresh_token, client_id: web.client_id });
+    expect(once.status).toBe(200);
+    // The successor is used: the client got it, so the old token is no retry within the rotation grace.
+    const rotated = await tokenRequest(app.issuer, { grant_type: 'refresh_token', refresh_token: once.body.refresh_token, client_id: web.client_id });
     expect(rotated.status).toBe(200);
     const clients = await count('clients');
     const replay = await tokenRequest(app.issuer, { grant_type: 'refresh_token', refresh_token: tokens.refresh_token, client_id: web.client_id });

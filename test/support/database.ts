@@ -52,7 +52,9 @@ export async function createTestDatabase(options: { kind?: 'postgres' | 'pglite'
     const created = await createEmptyPostgresDatabase();
     url = created.url;
     drop = created.drop;
-    handle = await openDatabase({ url, poolSize: 10, onQuery });
+    // Bounded as a server is (GATEHOUSE_DATABASE_TIMEOUT), generously: every test then runs the
+    // commit deadlines and server-side bounds that production runs (src/db/database.ts).
+    handle = await openDatabase({ url, poolSize: 10, onQuery, timeoutMs: 20_000 });
   }
   if (options.migrate !== false) await migrateToLatest(handle.db);
   queries.length = 0;

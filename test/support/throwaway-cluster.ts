@@ -21,6 +21,8 @@ export interface ThrowawayCluster {
   /** Connection string for the `postgres` database, as the superuser `postgres` (trust auth). */
   readonly url: string;
   readonly port: number;
+  /** The server's log (`pg_ctl -l`): what PostgreSQL said, e.g. "deadlock detected". */
+  readonly logFile: string;
   /** Starts the server again (on the same port) and waits until it accepts connections. */
   start(): Promise<void>;
   /** `pg_ctl stop -m MODE`: fast ends sessions cleanly; immediate kills them (crash recovery on start). */
@@ -179,6 +181,7 @@ export async function createThrowawayCluster(): Promise<ThrowawayCluster> {
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     port,
+    logFile,
     start,
     async stop(options = {}) {
       resume();
