@@ -196,10 +196,23 @@ describe('a client whose connection breaks after sending a refresh', () => {
     expect(retried.status).toBe(200);
     expect(await liveRefreshTokens(app, client.client_id)).toBe(1);
     expect(await events(app, client.client_id)).toContain('token.refreshed_within_grace');
-    // Someone else presenting that same token now (a second client, or the same one again): reuse.
-    const other = await refresh(app, client.client_id, t0);
+    // A second client presenting that same token now: invalid_grant, and the grant is revoked.
+    const second = await registerClient(app.issuer);
+    const other = await refresh(app, second.client_id, t0);
     expect(other.status).toBe(400);
     expect(other.body.error).toBe('invalid_grant');
+    expect((await refresh(app, client.client_id, retried.body.refresh_token)).body.error).toBe('invalid_grant');
+    expect(await grantExists(app, client.client_id)).toBe(false);
+  });
+
+  test('after a retry within the window, the same client presenting that token yet again is reuse', async () => {
+    const { client, tokens } = await obtainTokens(app.issuer);
+    const t0 = tokens.body.refresh_token as string;
+    await refreshAndHangUp(app.issuer, client.client_id, t0, 'answered');
+    const retried = await refresh(app, client.client_id, t0);
+    expect(retried.status).toBe(200);
+    const again = await refresh(app, client.client_id, t0);
+    expect(again.body.error).toBe('invalid_grant');
     expect((await refresh(app, client.client_id, retried.body.refresh_token)).body.error).toBe('invalid_grant');
     expect(await grantExists(app, client.client_id)).toBe(false);
   });
