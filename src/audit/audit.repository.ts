@@ -8,23 +8,16 @@
  */
 import { sql, type RawBuilder } from 'kysely';
 import type { DB } from '../db/database.ts';
+import type { MacFields } from './audit-mac.ts';
 import type { AuditRow } from './audit-row.ts';
 import type { Checkpoint } from './checkpoint.ts';
 import { decodeIds } from './checkpoint.ts';
 
-interface RawRow {
+/** A row as read for sealing and verifying: the MAC's fields, and what the database stamped. */
+interface RawRow extends MacFields {
   id: string;
   txid: string | null;
   occurred_at: string;
-  event: string;
-  actor: string | null;
-  client_id: string | null;
-  account_id: string | null;
-  resource: string | null;
-  source_ip: string | null;
-  user_agent: string | null;
-  request_id: string | null;
-  details: unknown;
   prev_hash: string | null;
   hash: string | null;
   mac: string | null;
