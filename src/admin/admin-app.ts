@@ -4,17 +4,21 @@
  * Every page needs an admin session (argon2id sign-in, HttpOnly SameSite=Strict cookie, Secure and
  * __Host- prefixed under https). Every form carries the session's CSRF token, and a state-changing
  * request whose Origin (or Sec-Fetch-Site) says it comes from another site is refused before
- * anything else runs. Failed sign-ins lock the account and the address out with backoff.
+ * anything else runs. Sign-in attempts are reserved before the password is checked, and lock the
+ * account (from one address, or one known device) and the address out with backoff
+ * (accounts/sign-in-throttle.ts).
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import Koa, { type Context, type Next } from 'koa';
 import Router from '@koa/router';
 import type { Logger } from 'pino';
 import type { AccountsService } from '../accounts/accounts.service.ts';
+import type { DeviceCookies } from '../accounts/device-cookies.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
 import type { ClientsService } from '../clients/clients.service.ts';
 import type { DB } from '../db/database.ts';
-import { FormBodyError, readForm } from '../http/form-body.ts';
+import { FormBodyError, HostileInputError, readForm } from '../http/form-body.ts';
+import { refuseHostileInput } from '../http/hostile-input.ts';
 import { renderFailure, serveStylesheet, withRequestContext } from '../http/common.ts';
 import { securityHeaders } from '../http/security-headers.ts';
 import type { Views } from '../http/views.ts';
@@ -45,6 +49,8 @@ export interface AdminAppDeps {
   defaultAccessTokenTtl?: number | undefined;
   /** Both listeners' Prometheus metrics, served at GET /metrics. */
   metrics: Metrics;
+  /** Signed per-account device cookies: a known device keeps its own sign-in budget. */
+  deviceCookies: DeviceCookies;
 }
 
 export interface AdminState {
@@ -76,6 +82,10 @@ export function createAdminApp(deps: AdminAppDeps): Koa {
     try {
       await next();
     } catch (err) {
+      if (err instanceof HostileInputError && ctx.method === 'POST' && ctx.path === '/sign-in') {
+        // The sign-in form again, with the reason (issue 15 §7); nothing read from it is used.
+        return signInPage(ctx, 400, 'Your email or password contains a character Gatehouse does not accept. Check it and try again.');
+      }
       if (err instanceof FormBodyError) {
         ctx.status = err.status;
         ctx.type = 'html';
@@ -86,6 +96,24 @@ export function createAdminApp(deps: AdminAppDeps): Koa {
     }
   });
   app.use(securityHeaders({ https: secure }));
+  // No NUL or unpaired surrogate in a path or query (issue 15 §7; http/hostile-input.ts): the API's
+  // filters and ids answer a JSON `invalid_request`, the console an error page. Bodies are checked
+  // by their readers (http/form-body.ts, http/json-body.ts).
+  app.use(
+    refuseHostileInput({
+      bodyLimit: () => undefined,
+      refuse(ctx, refusal) {
+        ctx.status = refusal.status;
+        ctx.set('Cache-Control', 'no-store');
+        if (ctx.path === '/api/v1' || ctx.path.startsWith('/api/v1/')) {
+          ctx.body = { error: 'invalid_request', error_description: refusal.description };
+        } else {
+          ctx.type = 'html';
+          ctx.body = deps.views.render('error.njk', { title: 'Something was wrong with the request', message: refusal.description });
+        }
+      },
+    }),
+  );
   app.use(async (ctx, next) => {
     // Under an https GATEHOUSE_ADMIN_URL the console is reached over TLS (natively or through a
     // terminating proxy): the session cookie is Secure whatever this hop looks like.
@@ -155,19 +183,27 @@ export function createAdminApp(deps: AdminAppDeps): Koa {
     }
     const email = (form.get('email') ?? '').trim().toLowerCase();
     const password = form.get('password') ?? '';
-    const keys = [`admin-account:${email}`, `admin-ip:${ctx.ip}`];
-    const wait = await throttle.retryAfter(keys);
-    if (wait > 0) {
-      ctx.set('Retry-After', String(wait));
-      return signInPage(ctx, 429, `Too many failed sign-ins. Try again in ${wait} seconds.`, email);
-    }
-    const account = email && password ? await deps.accounts.authenticate(email, password) : undefined;
-    if (!account || account.role !== 'admin') {
-      await throttle.failed(keys);
+    const refuse = () => signInPage(ctx, 401, 'That email and password do not match an administrator.', email);
+    if (!email || !password) {
       await deps.audit.record({ event: 'admin.sign_in_failed', details: { email } });
-      return signInPage(ctx, 401, 'That email and password do not match an administrator.', email);
+      return refuse();
     }
-    await throttle.succeeded(keys[0]!);
+    // Reserve, then verify (docs/security.md I-36): a refused reservation never runs argon2.
+    const deviceCookie = (secure ? '__Host-' : '') + deps.deviceCookies.nameFor(email);
+    const device = deps.deviceCookies.verify(email, ctx.cookies.get(deviceCookie));
+    const reserved = await throttle.reserve({ scope: 'admin', email, address: ctx.ip, device });
+    if (!reserved.allowed) {
+      ctx.set('Retry-After', String(reserved.retryAfter));
+      return signInPage(ctx, 429, `Too many failed sign-ins. Try again in ${reserved.retryAfter} seconds.`, email);
+    }
+    const account = await deps.accounts.authenticate(email, password);
+    if (!account || account.role !== 'admin') {
+      await deps.audit.record({ event: 'admin.sign_in_failed', details: { email } });
+      return refuse();
+    }
+    await throttle.succeeded(reserved.reservation);
+    const issued = deps.deviceCookies.issue(email, device);
+    ctx.cookies.set(deviceCookie, issued.value, { httpOnly: true, sameSite: 'lax', secure, path: '/', maxAge: issued.maxAgeMs, overwrite: true });
     const { token } = await sessions.create(account.id);
     ctx.cookies.set(cookieName, token, cookieOptions);
     await deps.audit.record({ event: 'admin.sign_in_succeeded', actor: `admin:${account.email}`, accountId: account.id });

@@ -5,6 +5,7 @@
 import type { Logger } from 'pino';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import { createAccountsService } from '../accounts/accounts.service.ts';
+import { createDeviceCookies } from '../accounts/device-cookies.ts';
 import { createSignInThrottle } from '../accounts/sign-in-throttle.ts';
 import { createAdminApp } from '../admin/admin-app.ts';
 import { createAuditKeys } from '../audit/audit-keys.ts';
@@ -34,6 +35,7 @@ import { createPublicApp } from './public-app.ts';
 
 const ERROR_TITLES: Record<string, string> = {
   invalid_client: 'This application is not known to Gatehouse',
+  client_not_approved: 'This application is not approved',
   invalid_redirect_uri: 'This application sent you to an address it has not registered',
   invalid_request: 'The application sent an invalid request',
   invalid_target: 'The application asked for an unknown MCP server',
@@ -41,6 +43,8 @@ const ERROR_TITLES: Record<string, string> = {
   temporarily_unavailable: 'Gatehouse is briefly unavailable',
 };
 const ERROR_MESSAGES: Record<string, string> = {
+  client_not_approved:
+    'Your organisation approves each application before it may use its MCP servers. Until then Gatehouse sends nothing back to it: ask your administrator, then start again from the application.',
   server_error: 'Gatehouse could not complete this request. Try again in a moment.',
   temporarily_unavailable: 'Gatehouse cannot reach its database right now. Try again in a few seconds.',
 };
@@ -175,6 +179,7 @@ export async function buildApp(config: Config, database: DatabaseHandle, logger:
     registrationOpen: config.registration === 'open',
     csrfSecret: keys.cookies[0]!,
     throttle: createSignInThrottle(db),
+    deviceCookies: createDeviceCookies({ keys: keys.cookies, purpose: 'user' }),
     metrics,
   });
   const adminApp = createAdminApp({
@@ -188,6 +193,7 @@ export async function buildApp(config: Config, database: DatabaseHandle, logger:
     adminUrl: config.adminUrl,
     trustProxy: config.trustProxy,
     defaultAccessTokenTtl: config.accessTokenTtl,
+    deviceCookies: createDeviceCookies({ keys: keys.cookies, purpose: 'admin' }),
     metrics,
   });
   return { app, adminApp, provider, resources, accounts, clients, audit, sealer, keys, db, metrics };

@@ -18,7 +18,15 @@ import { FetchRefusedError, type FetchedDocument } from './safe-fetch.ts';
 
 /** Why a metadata document cannot be used; the description is safe to show the user and admin. */
 export class MetadataDocumentError extends Error {
-  constructor(message: string) {
+  /**
+   * @param message what the requester is told (at /authorize anyone can be the requester).
+   * @param detail what only the log and the audit event get: why a fetch was refused before any
+   *   document came back (an address check says what a name resolves to: a DNS oracle for strangers).
+   */
+  constructor(
+    message: string,
+    readonly detail?: string,
+  ) {
     super(message);
     this.name = 'MetadataDocumentError';
   }
@@ -156,7 +164,9 @@ export function createMetadataDocuments(deps: MetadataDocumentsDeps) {
     try {
       fetched = await deps.fetch(id);
     } catch (error) {
-      if (error instanceof FetchRefusedError) throw new MetadataDocumentError(`the client metadata document could not be fetched: ${error.message}`);
+      // Issue 15 §6: the reason (what the name resolves to, whether the address answered) is for the
+      // administrator, in the audit event and the log; the requester learns only that it failed.
+      if (error instanceof FetchRefusedError) throw new MetadataDocumentError('the client metadata document could not be fetched from its URL', error.message);
       throw error;
     }
     const metadata = validateDocument(id, fetched);

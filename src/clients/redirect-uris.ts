@@ -4,7 +4,8 @@
  * - https URIs: any host, matched exactly.
  * - http only on loopback (127.0.0.1, [::1], localhost), where any port is accepted at
  *   authorization time (RFC 8252 §7.3).
- * - private-use schemes (`cursor://…`, `vscode://…`, `com.example.app:/cb`; RFC 8252 §7.1).
+ * - private-use schemes: reverse-domain (`com.example.app:/cb`, RFC 8252 §7.1) or a known MCP
+ *   client's (`cursor://…`, `vscode://…`, {@link KNOWN_CLIENT_SCHEMES}); no other single-word scheme.
  * - never fragments (RFC 6749 §3.1.2), wildcards, credentials, or the dangerous schemes
  *   `javascript:`, `data:`, `file:`, `vbscript:`, `blob:`, `about:`.
  */
@@ -40,7 +41,46 @@ export function checkRedirectUri(uri: unknown): RedirectUriCheck {
     if (LOOPBACK_HOSTS.has(url.hostname)) return { ok: true, kind: 'loopback' };
     return { ok: false, reason: `${shown} uses http on a host that is not loopback: use https, or http://127.0.0.1 for native apps` };
   }
+  if (!isAcceptedPrivateUseScheme(url.protocol.slice(0, -1))) {
+    return {
+      ok: false,
+      reason: `${shown} uses the ${url.protocol.slice(0, -1)} scheme: a private-use redirect URI needs a reverse-domain scheme such as com.example.app: (RFC 8252 §7.1), or one of ${[...KNOWN_CLIENT_SCHEMES].join(', ')}`,
+    };
+  }
   return { ok: true, kind: 'private-use' };
+}
+
+/**
+ * Private-use schemes of MCP clients that predate RFC 8252's reverse-domain rule and that Gatehouse
+ * accepts by name (issue 15 §4). Anything else must be reverse-domain (`com.example.app`).
+ */
+export const KNOWN_CLIENT_SCHEMES = new Set(['cursor', 'vscode', 'vscode-insiders', 'windsurf', 'claude']);
+
+/**
+ * RFC 8252 §7.1: a private-use scheme is "based on a domain name under [the app's] control,
+ * expressed in reverse order" — at least two labels, e.g. `com.example.app`. A single-word scheme is
+ * anybody's: the operating system's own handlers (`ms-msdt:`, `search-ms:`, `ms-officecmd:`,
+ * `ms-word:`), the browser's (`view-source:`, `jar:`), `mailto:`. Those are refused, except the
+ * known clients' above.
+ */
+export function isAcceptedPrivateUseScheme(scheme: string): boolean {
+  const lower = scheme.toLowerCase();
+  if (KNOWN_CLIENT_SCHEMES.has(lower)) return true;
+  const labels = lower.split('.');
+  return labels.length >= 2 && labels.every((label) => /^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/.test(label)) && /^[a-z]/.test(labels[0]!);
+}
+
+/**
+ * Where a redirect URI takes the user, in words for the consent and waiting pages: the host of an
+ * https URI; for loopback and private-use URIs an application on this computer — never the "host"
+ * of `x-app://claude.ai/…`, which names nothing the user could trust (issue 15 §4).
+ */
+export function describeRedirectDestination(uri: string): { shown: string; local: boolean } {
+  const url = URL.parse(uri);
+  if (!url) return { shown: uri, local: false };
+  if (url.protocol === 'https:') return { shown: url.host, local: false };
+  if (url.protocol === 'http:') return { shown: url.host, local: LOOPBACK_HOSTS.has(url.hostname) };
+  return { shown: `an application on this computer (scheme ${url.protocol.slice(0, -1)})`, local: true };
 }
 
 /**
@@ -67,6 +107,16 @@ export type ClientMetadataProblem = { error: 'invalid_redirect_uri' | 'invalid_c
  * are native apps (most MCP clients omit `application_type`, RFC 7591 §2 defaults it to web, and a
  * web client would need an exact port); a public client has no secret. Returns the first problem.
  */
+/**
+ * Characters that make a name display as something else (issue 15 §5): "Acme \u202Egnp.exe" shows as
+ * "Acme exe.png". Bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069)
+ * and marks (U+200E, U+200F, U+061C), zero-width and invisible characters (U+200B, U+2060–U+2064,
+ * U+FEFF, U+180E), and C1 controls (U+0080–U+009F) — Unicode TR #36 §2 (visual spoofing). The
+ * joiners U+200C and U+200D stay allowed: Persian and Indic names and emoji sequences need them, and
+ * they reorder nothing.
+ */
+const DECEPTIVE_CHARACTERS = /[\u0080-\u009f\u061c\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/u;
+
 export function normalizeClientMetadata(metadata: Record<string, unknown>): ClientMetadataProblem | undefined {
   const uris = metadata.redirect_uris;
   if (uris !== undefined && !Array.isArray(uris)) {
@@ -78,6 +128,12 @@ export function normalizeClientMetadata(metadata: Record<string, unknown>): Clie
   const name = metadata.client_name;
   if (typeof name === 'string' && (name.length > MAX_CLIENT_NAME_LENGTH || /[\x00-\x1f\x7f]/.test(name))) {
     return { error: 'invalid_client_metadata', description: `client_name must be at most ${MAX_CLIENT_NAME_LENGTH} characters, without control characters` };
+  }
+  if (typeof name === 'string' && DECEPTIVE_CHARACTERS.test(name)) {
+    return {
+      error: 'invalid_client_metadata',
+      description: 'client_name must not contain invisible or reordering characters (bidirectional overrides and isolates, zero-width characters, C1 controls)',
+    };
   }
   for (const field of OTHER_URI_FIELDS) {
     const value = metadata[field];

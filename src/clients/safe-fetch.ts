@@ -61,8 +61,8 @@ for (const [net, prefix] of [
   SPECIAL_USE.addSubnet(net, prefix, 'ipv4');
 }
 for (const [net, prefix] of [
-  ['::', 128], // unspecified
-  ['::1', 128], // loopback
+  ['::', 96], // unspecified, loopback, and IPv4-compatible addresses (deprecated, RFC 4291 §2.5.5.1)
+  ['::ffff:0:0:0', 96], // IPv4-translated addresses (RFC 2765 §2.1; issue 15 §9)
   ['64:ff9b::', 96], // NAT64
   ['64:ff9b:1::', 48], // local-use NAT64
   ['100::', 64], // discard

@@ -8,13 +8,14 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import type { Logger } from 'pino';
 import type { AccountsService } from '../accounts/accounts.service.ts';
+import type { DeviceCookies } from '../accounts/device-cookies.ts';
 import type { SignInThrottle } from '../accounts/sign-in-throttle.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
-import { FormBodyError, readForm } from '../http/form-body.ts';
+import { FormBodyError, HostileInputError, readForm } from '../http/form-body.ts';
 import type { Views } from '../http/views.ts';
 import { InteractionNotFoundError, type InteractionsFacade, type InteractionView } from '../oidc/interactions.facade.ts';
 import type { ResourcesService } from '../resources/resources.service.ts';
-import { LOOPBACK_HOSTS } from '../clients/redirect-uris.ts';
+import { describeRedirectDestination } from '../clients/redirect-uris.ts';
 import { APPROVAL_PROMPT } from '../oidc/profile.ts';
 
 export interface InteractionRoutesDeps {
@@ -26,8 +27,10 @@ export interface InteractionRoutesDeps {
   logger: Logger;
   /** Secret for CSRF tokens (the current cookie key). */
   csrfSecret: string;
-  /** Lockout with backoff after failed sign-ins. */
+  /** Lockout with backoff after failed sign-ins, reserved before the password is checked. */
   throttle: SignInThrottle;
+  /** Signed per-account device cookies: a known device keeps its own sign-in budget. */
+  deviceCookies: DeviceCookies;
 }
 
 export function createInteractionRouter(deps: InteractionRoutesDeps): Router {
@@ -73,16 +76,15 @@ export function createInteractionRouter(deps: InteractionRoutesDeps): Router {
         scopes: scopes.map((name) => ({ name, description: described.get(name) ?? name })),
       });
     }
-    const redirect = URL.parse(view.redirectUri);
-    const redirectHost = redirect ? (redirect.host || `${redirect.protocol}//`) : view.redirectUri;
+    const destination = describeRedirectDestination(view.redirectUri);
     const account = view.accountId ? await deps.accounts.findActiveById(view.accountId) : undefined;
     page(ctx, 200, 'consent.njk', {
       title: 'Allow access?',
       uid: view.uid,
       clientName: view.clientName ?? view.clientId,
       email: account?.email,
-      redirectHost,
-      localhostOnly: redirect?.protocol === 'http:' && LOOPBACK_HOSTS.has(redirect.hostname),
+      redirectHost: destination.shown,
+      localhostOnly: destination.local,
       resources,
       csrf: csrfFor(view.uid),
     });
@@ -97,7 +99,6 @@ export function createInteractionRouter(deps: InteractionRoutesDeps): Router {
   }
 
   async function approvalPage(ctx: Context, view: InteractionView) {
-    const redirect = URL.parse(view.redirectUri);
     const status = view.clientStatus ?? 'pending';
     page(ctx, status === 'pending' ? 200 : 403, 'approval.njk', {
       title: status === 'pending' ? 'Waiting for approval' : status === 'rejected' ? 'Not approved' : 'Suspended',
@@ -105,7 +106,7 @@ export function createInteractionRouter(deps: InteractionRoutesDeps): Router {
       status,
       clientName: view.clientName ?? view.clientId,
       clientHost: /^https:\/\//.test(view.clientId) ? URL.parse(view.clientId)?.host : undefined,
-      redirectHost: redirect ? redirect.host || `${redirect.protocol}//` : view.redirectUri,
+      redirectHost: describeRedirectDestination(view.redirectUri).shown,
       resources: await describeRequested(view.requested.resource, view.requested.scopes),
       csrf: csrfFor(view.uid),
     });
@@ -139,7 +140,12 @@ export function createInteractionRouter(deps: InteractionRoutesDeps): Router {
 
   router.post('/interaction/:uid/login', (ctx) =>
     withInteraction(ctx, async (view) => {
-      const form = await readForm(ctx);
+      // A NUL or unpaired surrogate in the form (issue 15 §7): the form again, with the reason; nothing read from it is used.
+      const form = await readForm(ctx).catch((err: unknown) => {
+        if (err instanceof HostileInputError) return undefined;
+        throw err;
+      });
+      if (!form) return loginPage(ctx, view, 400, 'Your email or password contains a character Gatehouse does not accept. Check it and try again.');
       if (!csrfValid(view.uid, form.get('csrf'))) {
         return errorPage(ctx, 403, 'The form has expired', 'Reload the page and sign in again.');
       }
@@ -147,19 +153,24 @@ export function createInteractionRouter(deps: InteractionRoutesDeps): Router {
       const email = (form.get('email') ?? '').trim();
       const password = form.get('password') ?? '';
       if (!email || !password) return loginPage(ctx, view, 400, 'Enter your email and password.', email);
-      const keys = [`user-account:${email.toLowerCase()}`, `user-ip:${ctx.ip}`];
-      const wait = await deps.throttle.retryAfter(keys);
-      if (wait > 0) {
-        ctx.set('Retry-After', String(wait));
-        return loginPage(ctx, view, 429, `Too many failed sign-ins. Try again in ${wait} seconds.`, email);
+      // Reserve, then verify (docs/security.md I-36): a refused reservation never runs argon2.
+      const normalized = email.toLowerCase();
+      const deviceCookie = deps.deviceCookies.nameFor(normalized);
+      const device = deps.deviceCookies.verify(normalized, ctx.cookies.get(deviceCookie));
+      const reserved = await deps.throttle.reserve({ scope: 'user', email: normalized, address: ctx.ip, device });
+      if (!reserved.allowed) {
+        ctx.set('Retry-After', String(reserved.retryAfter));
+        return loginPage(ctx, view, 429, `Too many failed sign-ins. Try again in ${reserved.retryAfter} seconds.`, email);
       }
       const account = await deps.accounts.authenticate(email, password);
       if (!account) {
-        await deps.throttle.failed(keys);
         await deps.audit.record({ event: 'user.sign_in_failed', clientId: view.clientId, details: { email } });
         return loginPage(ctx, view, 401, 'That email and password do not match an account.', email);
       }
-      await deps.throttle.succeeded(keys[0]!);
+      await deps.throttle.succeeded(reserved.reservation);
+      // Under an https issuer the public listener makes this `__Host-…; Secure` (http/host-cookies.ts).
+      const issued = deps.deviceCookies.issue(normalized, device);
+      ctx.cookies.set(issued.name, issued.value, { httpOnly: true, sameSite: 'lax', path: '/', maxAge: issued.maxAgeMs, overwrite: true });
       await deps.audit.record({ event: 'user.sign_in_succeeded', actor: `user:${account.id}`, accountId: account.id, clientId: view.clientId });
       ctx.status = 303;
       ctx.redirect(await deps.interactions.finishLogin(ctx.req, ctx.res, account.id));
@@ -210,7 +221,7 @@ export function createInteractionRouter(deps: InteractionRoutesDeps): Router {
       } else if (decision === 'cancel') {
         next = await deps.interactions.abort(ctx.req, ctx.res, 'access_denied', `the client is ${view.clientStatus ?? 'not approved'}: an administrator of this authorization server must approve it`);
       } else {
-        return errorPage(ctx, 400, 'Something was wrong with the form', 'Choose Try again or Return to the application.');
+        return errorPage(ctx, 400, 'Something was wrong with the form', 'Choose Try again, or close this window.');
       }
       ctx.status = 303;
       ctx.redirect(next);

@@ -406,7 +406,7 @@ class ClientAdapter implements Adapter {
       resolved = await this.deps.metadataDocuments.resolve(id);
     } catch (error) {
       if (error instanceof MetadataDocumentError) {
-        await this.deps.audit?.record({ event: 'client.metadata_refused', clientId: id, details: { reason: error.message } });
+        await this.deps.audit?.record({ event: 'client.metadata_refused', clientId: id, details: { reason: error.message, ...(error.detail ? { detail: error.detail } : {}) } });
         throw new errors.InvalidClient(error.message);
       }
       throw error;

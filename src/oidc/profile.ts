@@ -293,6 +293,53 @@ export function createProvider(deps: ProviderDeps): Provider {
     await next();
   });
 
+  // RFC 9700 §4.11.2: redirect automatically only to trusted URIs. The redirect URIs of a client
+  // nobody approved (pending, rejected, suspended: open registration lets anyone register any URI)
+  // are trusted by nobody, so whatever went wrong — prompt=none, PKCE missing, an unsupported
+  // response type, an unknown resource — it gets Gatehouse's own page, never a redirect with the
+  // error (issue 15 §1; docs/security.md I-35). Approved clients get errors at their redirect URI
+  // as OAuth 2.1 §4.1.2.1 says (README, "How it behaves").
+  const issuerOrigin = new URL(config.issuer).origin;
+  provider.use(async function keepUnapprovedClientsHome(ctx, next) {
+    await next();
+    const route = ctx.oidc?.route;
+    const clientId = ctx.oidc?.client?.clientId;
+    if ((route !== 'authorization' && route !== 'resume') || !clientId) return;
+    const location = ctx.response.get('location');
+    const redirecting = ctx.status >= 300 && ctx.status < 400 && Boolean(location) && new URL(location, issuerOrigin).origin !== issuerOrigin;
+    // form_post answers with a page that posts to the redirect URI (200, or 400 for an error): the same thing.
+    const posting = ctx.oidc?.params?.response_mode === 'form_post' && Boolean(ctx.response.is('html'));
+    if (!redirecting && !posting) return;
+    const { status } = await deps.clientPolicy(clientId);
+    if (status === 'approved') return;
+    const name = ctx.oidc.client?.clientName ?? clientId;
+    const said = ctx.oidc.params?.error ?? new URL(location || '/', issuerOrigin).searchParams.get('error');
+    ctx.remove('location');
+    deps.renderError(ctx as KoaContextWithOIDC, {
+      error: 'client_not_approved',
+      error_description:
+        status === 'pending'
+          ? `${name} is waiting for approval by your administrator${said ? ` (and its request failed: ${said})` : ''}`
+          : `your administrator has ${status === 'rejected' ? 'not approved' : 'suspended'} ${name}`,
+    });
+    ctx.status = 403;
+  });
+
+  /**
+   * RFC 6749 §5.2 `invalid_scope`: a refresh that asks only for scopes the client may not have (its
+   * ceiling was lowered, or it asks for what it was never allowed) would otherwise answer 200 with an
+   * empty scope (issue 15 §9). Runs before the request's writes are sent: an error answer commits
+   * nothing, so the refresh token is not rotated.
+   */
+  function refuseEmptyScope(ctx: KoaContextWithOIDC) {
+    if (ctx.path !== ROUTES.token || ctx.status !== 200) return;
+    const asked = (ctx.oidc?.params as { scope?: unknown } | undefined)?.scope;
+    const at = ctx.oidc?.entities.AccessToken as { scope?: string } | undefined;
+    if (typeof asked !== 'string' || !asked.trim() || (at?.scope ?? '').trim()) return;
+    ctx.status = 400;
+    ctx.body = { error: 'invalid_scope', error_description: `none of the requested scopes (${asked.trim()}) may be granted to this client here` };
+  }
+
   /** Audit events for token, registration and revocation requests, in their transaction. */
   async function auditOutcome(ctx: KoaContextWithOIDC) {
     const { oidc } = ctx;
@@ -407,6 +454,7 @@ export function createProvider(deps: ProviderDeps): Provider {
         deps.db,
         async () => {
           await next();
+          refuseEmptyScope(ctx as KoaContextWithOIDC);
           await auditOutcome(ctx as KoaContextWithOIDC);
         },
         () => ctx.status < 400,
@@ -422,6 +470,7 @@ export function createProvider(deps: ProviderDeps): Provider {
         deps.db,
         async () => {
           await next();
+          refuseEmptyScope(ctx as KoaContextWithOIDC);
           await auditOutcome(ctx as KoaContextWithOIDC);
         },
         () => ctx.status < 400,

@@ -7,6 +7,14 @@
 /** Broader scope → the narrower scopes it includes, as declared (not necessarily transitive). */
 export type ScopeIncludes = Readonly<Record<string, readonly string[]>>;
 
+/**
+ * The entry of `record` named `key`, only if the record itself has it: a scope, tool or method named
+ * `constructor` or `toString` must not find Object.prototype's (issue 15 §9: a TypeError before).
+ */
+function own<T>(record: Readonly<Record<string, T>> | undefined, key: string): T | undefined {
+  return record && Object.hasOwn(record, key) ? record[key] : undefined;
+}
+
 /** The scopes a space-separated `scope` claim grants (RFC 6749 §3.3), without duplicates. */
 export function parseScopeClaim(claim: unknown): string[] {
   if (typeof claim !== 'string') return [];
@@ -21,7 +29,7 @@ export function effectiveScopes(granted: Iterable<string>, includes: ScopeInclud
     const scope = queue.pop()!;
     if (out.has(scope)) continue;
     out.add(scope);
-    for (const narrower of includes[scope] ?? []) if (!out.has(narrower)) queue.push(narrower);
+    for (const narrower of own(includes, scope) ?? []) if (!out.has(narrower)) queue.push(narrower);
   }
   return out;
 }
@@ -53,8 +61,8 @@ export function requiredScopesForMcpMessage(message: unknown, policy: McpScopePo
     if (!m || typeof m !== 'object') continue;
     const { method, params } = m as { method?: unknown; params?: { name?: unknown } };
     if (typeof method !== 'string') continue;
-    for (const s of policy.methods?.[method] ?? []) out.add(s);
-    if (method === 'tools/call' && typeof params?.name === 'string') for (const s of policy.tools?.[params.name] ?? []) out.add(s);
+    for (const s of own(policy.methods, method) ?? []) out.add(s);
+    if (method === 'tools/call' && typeof params?.name === 'string') for (const s of own(policy.tools, params.name) ?? []) out.add(s);
   }
   return [...out];
 }

@@ -358,7 +358,7 @@ describe('MCP servers', () => {
     const after = await (await admin.get(response.headers.get('location')!)).text();
     expect(after).toMatch(/Removed <code>tools:list<\/code>, which 1 approved client had in its ceiling and 1 connection held/);
     // The client approved for tools:list alone is left with nothing here, and the page says so.
-    expect(after).toMatch(/Approved for lists<\/a>: approved for this server, but no scope it still offers is left in its ceiling/);
+    expect(after).toMatch(/Approved for lists<\/bdi><\/a>: approved for this server, but no scope it still offers is left in its ceiling/);
     expect((await app.resources.resolve(TOOLS))!.defaultScopes).toEqual(['tools:run']);
     expect(await lastEvent('resource.updated')).toMatchObject({ details: { removed_scopes: ['tools:list'] } });
 

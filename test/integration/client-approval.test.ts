@@ -85,7 +85,7 @@ describe('a client registered by DCR', () => {
   test('gets no code: the user sees who is waiting for approval and what it asked for', async () => {
     const { response, html } = await openAuthorization(client.client_id, client.redirect_uris[0]);
     expect(response.status).toBe(200);
-    expect(html).toContain('<strong>Pending Client</strong> is waiting for approval by your administrator');
+    expect(html).toContain('<bdi><strong>Pending Client</strong></bdi> is waiting for approval by your administrator');
     expect(html).toContain('Example MCP');
     expect(html).toContain('Change your files');
     expect(html).not.toContain('name="password"'); // no sign-in before approval
@@ -93,11 +93,12 @@ describe('a client registered by DCR', () => {
     expect((await app.clients.get(client.client_id))?.requested).toEqual({ '*': ['files:read', 'openid'], [RESOURCE]: ['files:read', 'files:write'] });
   });
 
-  test('with prompt=none, the client is told access_denied at once, with iss and state', async () => {
-    const { location } = await openAuthorization(client.client_id, client.redirect_uris[0], { prompt: 'none' });
-    expect(location?.searchParams.get('error')).toBe('access_denied');
-    expect(location?.searchParams.get('iss')).toBe(app.issuer);
-    expect(location?.searchParams.get('state')).toBe('st+/=');
+  test('with prompt=none, the browser gets Gatehouse\'s page, not a redirect to the unapproved client (RFC 9700 §4.11.2)', async () => {
+    const { location, response, html } = await openAuthorization(client.client_id, client.redirect_uris[0], { prompt: 'none' });
+    expect(location).toBeUndefined();
+    expect(response.status).toBe(403);
+    expect(html).toContain('This application is not approved');
+    expect(html).toContain('Pending Client is waiting for approval by your administrator');
   });
 
   test('"Try again" before approval shows the same page; after approval it continues to sign-in and consent', async () => {
@@ -143,6 +144,15 @@ describe('a client registered by DCR', () => {
     await app.clients.approve(client.client_id, [{ resource: RESOURCE, scopes: ['files:read'] }], ADMIN);
     const again = await tokenRequest(app.issuer, { grant_type: 'refresh_token', refresh_token: refreshed.body.refresh_token, client_id: client.client_id });
     expect(again.status).toBe(200); // the refused refresh burned nothing
+
+    // A refresh that asks only for what the (lowered) ceiling no longer allows: invalid_scope
+    // (RFC 6749 §5.2), not 200 with an empty scope (issue 15 §9); and it burns nothing.
+    const onlyOutside = await tokenRequest(app.issuer, { grant_type: 'refresh_token', refresh_token: again.body.refresh_token, client_id: client.client_id, scope: 'files:write' });
+    expect(onlyOutside.status).toBe(400);
+    expect(onlyOutside.body.error).toBe('invalid_scope');
+    const after = await tokenRequest(app.issuer, { grant_type: 'refresh_token', refresh_token: again.body.refresh_token, client_id: client.client_id });
+    expect(after.status).toBe(200);
+    expect(scopesOf(after.body.access_token)).toEqual(['files:read']);
   });
 
   test('suspending revokes every grant and refresh token at once, and the user sees why', async () => {
@@ -162,13 +172,12 @@ describe('a client registered by DCR', () => {
 
     const { jar, response, html } = await openAuthorization(client.client_id, client.redirect_uris[0]);
     expect(response.status).toBe(403);
-    expect(html).toContain('has suspended <strong>Pending Client</strong>');
+    expect(html).toContain('has suspended <bdi><strong>Pending Client</strong></bdi>');
     expect(html).not.toContain('value="retry"');
-    const cancelled = await submitApproval(jar, html, 'cancel');
-    const back = await followToPage(jar, cancelled);
-    expect(back.location?.searchParams.get('error')).toBe('access_denied');
-    expect(back.location?.searchParams.get('iss')).toBe(app.issuer);
-    expect(back.location?.searchParams.get('state')).toBe('st+/=');
+    // Nothing to send it back with: a suspended client is sent nothing, not even an error.
+    expect(html).not.toContain('<form');
+    expect(html).toContain('Gatehouse has sent nothing back to the application');
+    expect(jar).toBeDefined();
   });
 });
 
@@ -187,16 +196,89 @@ test('a rejected client sees an error the user understands, and gets nothing', a
   await app.clients.reject(client.client_id, ADMIN, 'not allowed here');
   const { response, html } = await openAuthorization(client.client_id, client.redirect_uris[0]);
   expect(response.status).toBe(403);
-  expect(html).toContain('Your administrator did not approve <strong>Unwanted</strong>');
+  expect(html).toContain('Your administrator did not approve <bdi><strong>Unwanted</strong></bdi>');
   expect((await app.clients.get(client.client_id))).toMatchObject({ status: 'rejected', statusReason: 'not allowed here', statusChangedBy: ADMIN });
 });
 
-test('"Return to the application" from the waiting page sends access_denied to the client', async () => {
+test('the waiting page offers no way back to the client, and a forged "cancel" gets a page, not a redirect', async () => {
   const client = await registerClient(app.issuer, { client_name: 'Impatient' });
   const { jar, html } = await openAuthorization(client.client_id, client.redirect_uris[0]);
+  expect(html).not.toContain('value="cancel"');
+  expect(html).toContain('Gatehouse has sent nothing back to the application');
   const back = await followToPage(jar, await submitApproval(jar, html, 'cancel'));
-  expect(back.location?.searchParams.get('error')).toBe('access_denied');
-  expect(back.location?.searchParams.get('error_description')).toMatch(/administrator/);
+  expect(back.location).toBeUndefined();
+  expect(back.html).toContain('Impatient is waiting for approval by your administrator');
+});
+
+describe('a client nobody approved never gets a redirect, whatever the error (issue 15 §1, RFC 9700 §4.11.2)', () => {
+  const EVIL = 'https://evil.example/x';
+  let clients: Record<'pending' | 'rejected' | 'suspended', Record<string, any>>;
+  beforeAll(async () => {
+    const register = () => registerClient(app.issuer, { client_name: 'Attacker', redirect_uris: [EVIL] });
+    const [pending, rejected, suspended] = [await register(), await register(), await register()];
+    await app.clients.reject(rejected.client_id, ADMIN, 'no');
+    await app.clients.approve(suspended.client_id, [{ resource: RESOURCE, scopes: ['files:read'] }], ADMIN);
+    await app.clients.suspend(suspended.client_id, ADMIN, 'no');
+    clients = { pending, rejected, suspended };
+  });
+
+  /** One request to /authorize as a hostile link would make it, without following anything. */
+  async function authorize(clientId: string, params: Record<string, string | undefined>) {
+    const url = authorizationUrl(app.issuer, {
+      client_id: clientId,
+      response_type: 'code',
+      redirect_uri: EVIL,
+      code_challenge: pkcePair().challenge,
+      code_challenge_method: 'S256',
+      resource: RESOURCE,
+      state: 'attacker-state',
+      ...params,
+    });
+    for (const [k, v] of [...url.searchParams]) if (v === '') url.searchParams.delete(k);
+    return fetch(url, { redirect: 'manual' });
+  }
+
+  const CASES: [string, Record<string, string | undefined>][] = [
+    ['prompt=none', { prompt: 'none' }],
+    ['PKCE missing', { code_challenge: '', code_challenge_method: '' }],
+    ['response_type=token', { response_type: 'token' }],
+    ['an unknown resource', { resource: 'https://unknown.example.com' }],
+    ['response_mode=form_post', { response_mode: 'form_post', prompt: 'none' }],
+  ];
+  for (const status of ['pending', 'rejected', 'suspended'] as const) {
+    test.each(CASES)(`${status}: %s → Gatehouse's page, nothing sent to the redirect URI`, async (_name, params) => {
+      const response = await authorize(clients[status].client_id, params);
+      const body = await response.text();
+      expect(response.headers.get('location') ?? '').not.toContain('evil.example');
+      expect(body).not.toContain('evil.example');
+      expect(response.status).toBe(403);
+      expect(body).toContain('This application is not approved');
+    });
+  }
+
+  test('an approved client gets its errors at its redirect URI, with iss and state (OAuth 2.1 §4.1.2.1)', async () => {
+    const approved = await registerClient(app.issuer, { client_name: 'Approved', redirect_uris: [EVIL] });
+    await app.clients.approve(approved.client_id, [{ resource: RESOURCE, scopes: ['files:read'] }], ADMIN);
+    const response = await authorize(approved.client_id, { prompt: 'none' });
+    expect(response.status).toBe(303);
+    const location = new URL(response.headers.get('location')!);
+    expect(location.origin + location.pathname).toBe(EVIL);
+    expect(location.searchParams.get('error')).toBe('login_required');
+    expect(location.searchParams.get('iss')).toBe(app.issuer);
+    expect(location.searchParams.get('state')).toBe('attacker-state');
+    // The README's list: what an approved client is told, before anyone signed in.
+    for (const [params, error] of [
+      [{ code_challenge: '', code_challenge_method: '' }, 'invalid_request'],
+      [{ resource: 'https://unknown.example.com' }, 'invalid_target'],
+      [{ response_type: 'token' }, 'unsupported_response_type'],
+    ] as const) {
+      const answer = await authorize(approved.client_id, params);
+      expect(answer.status, JSON.stringify(params)).toBe(303);
+      const to = new URL(answer.headers.get('location')!);
+      expect(to.origin + to.pathname).toBe(EVIL);
+      expect(to.searchParams.get('error') ?? new URLSearchParams(to.hash.slice(1)).get('error')).toBe(error);
+    }
+  });
 });
 
 describe('approval input is checked; a bad decision changes nothing', () => {
@@ -223,7 +305,7 @@ describe('a client identified by metadata document', () => {
     documents.serve('/pending/client.json', { body: { client_id: clientId, client_name: 'Documented', redirect_uris: ['http://127.0.0.1/callback'] } });
     const { response, html } = await openAuthorization(clientId, 'http://127.0.0.1:50100/callback');
     expect(response.status).toBe(200);
-    expect(html).toContain('<strong>Documented</strong> is waiting for approval');
+    expect(html).toContain('<bdi><strong>Documented</strong></bdi> is waiting for approval');
     expect(html).toContain(`<code>${new URL(clientId).host}</code>`); // who publishes it
     expect(await app.clients.get(clientId)).toMatchObject({ status: 'pending', registrationMethod: 'cimd', name: 'Documented' });
   });

@@ -53,12 +53,24 @@ async function startAuthorization(clientId: string, redirectUri = REDIRECT_URI) 
     });
 }
 
-async function expectRefused(clientId: string, description: RegExp) {
+/**
+ * The request is refused with invalid_client and Gatehouse's page. A document that came back and is
+ * wrong is described on the page (`description`); a fetch refused before any document came back
+ * (`{ fetch: description }`) is described only in the audit event and the log — the page says it
+ * could not be fetched, so a stranger cannot learn what a name resolves to (issue 15 §6).
+ */
+async function expectRefused(clientId: string, description: RegExp | { fetch: RegExp }) {
   const response = await startAuthorization(clientId);
   expect(response.status).toBe(400);
   expect(response.headers.location).toBeUndefined(); // never redirect to an unverified client
   expect(response.text).toContain('<code>invalid_client</code>');
-  expect(response.text).toMatch(description);
+  if (description instanceof RegExp) expect(response.text).toMatch(description);
+  else {
+    expect(response.text).toContain('could not be fetched from its URL');
+    expect(response.text).not.toMatch(description.fetch);
+    const events = await app.db.selectFrom('audit_events').select('details').where('event', '=', 'client.metadata_refused').where('client_id', '=', clientId).execute();
+    expect(events.map((e) => String((e.details as { detail?: string }).detail))).toEqual(expect.arrayContaining([expect.stringMatching(description.fetch)]));
+  }
   const cached = await app.db.selectFrom('client_metadata_documents').select('client_id').where('client_id', '=', clientId).execute();
   expect(cached).toEqual([]); // errors and invalid documents are never cached (CIMD §4.4)
 }
@@ -158,14 +170,14 @@ describe('documents that are refused', () => {
 
   test('a document larger than 5 KiB', async () => {
     const { clientId } = publish({ padding: 'x'.repeat(6 * 1024) });
-    await expectRefused(clientId, /larger than 5120 bytes/);
+    await expectRefused(clientId, { fetch: /larger than 5120 bytes/ });
   });
 
   test('a redirect to a document elsewhere is not followed', async () => {
     const { clientId, path } = publish();
     const target = publish();
     documents.serve(path, { status: 302, headers: { location: target.clientId } });
-    await expectRefused(clientId, /redirect \(302\); redirects are not followed/);
+    await expectRefused(clientId, { fetch: /redirect \(302\); redirects are not followed/ });
     expect(documents.hits(target.path)).toBe(0);
   });
 
@@ -192,7 +204,7 @@ describe('documents that are refused', () => {
     const { clientId, path } = publish();
     documents.serve(path, { delayMs: 5000, body: {} });
     const started = Date.now();
-    await expectRefused(clientId, /did not answer within 3000 ms/);
+    await expectRefused(clientId, { fetch: /did not answer within 3000 ms/ });
     expect(Date.now() - started).toBeLessThan(4500);
   });
 
@@ -215,8 +227,8 @@ describe('SSRF protection', () => {
     ['a carrier-grade NAT address', 'https://100.64.0.1/metadata.json', /100\.64\.0\.1 is a private/],
     ['an IPv4-mapped IPv6 private address', 'https://[::ffff:192.168.1.1]/metadata.json', /is a private/],
     ['a unique-local IPv6 address', 'https://[fd00::1]/metadata.json', /fd00::1 is a private/],
-  ])('%s is never fetched', async (_what, clientId, description) => {
-    await expectRefused(clientId, description);
+  ])('%s is never fetched, and the stranger is not told why', async (_what, clientId, description) => {
+    await expectRefused(clientId, { fetch: description });
   });
 
   test('without the test-only trust, a name that resolves to loopback is refused before connecting', async () => {
@@ -225,12 +237,18 @@ describe('SSRF protection', () => {
       const { clientId, path } = publish();
       const response = await request(strict.issuer).get('/authorize').query({ client_id: clientId, response_type: 'code', redirect_uri: REDIRECT_URI });
       expect(response.status).toBe(400);
-      expect(response.text).toMatch(/localhost resolves to (127\.0\.0\.1|::1), a private, loopback/);
+      // Issue 15 §6: no DNS oracle — the page says it failed; the audit event says why.
+      expect(response.text).not.toMatch(/resolves to/);
+      expect(response.text).toContain('could not be fetched from its URL');
+      const [event] = await app.db.selectFrom('audit_events').select('details').where('event', '=', 'client.metadata_refused').where('client_id', '=', clientId).execute();
+      expect(String((event?.details as { detail?: string }).detail)).toMatch(/localhost resolves to (127\.0\.0\.1|::1), a private, loopback/);
       expect(documents.hits(path)).toBe(0);
-      for (const [literal, shown] of [['https://127.0.0.1/metadata.json', '127.0.0.1'], ['https://[::1]/metadata.json', '::1']]) {
+      for (const [literal, shown] of [['https://127.0.0.1/metadata.json', '127.0.0.1'], ['https://[::1]/metadata.json', '::1']] as const) {
         const refused = await request(strict.issuer).get('/authorize').query({ client_id: literal, response_type: 'code', redirect_uri: REDIRECT_URI });
         expect(refused.status).toBe(400);
-        expect(refused.text).toContain(`${shown} is a private, loopback or otherwise special-use address`);
+        expect(refused.text).not.toContain(shown);
+        const [why] = await app.db.selectFrom('audit_events').select('details').where('event', '=', 'client.metadata_refused').where('client_id', '=', literal).execute();
+        expect(String((why?.details as { detail?: string }).detail)).toContain(`${shown} is a private, loopback or otherwise special-use address`);
       }
     } finally {
       await strict.close();
@@ -355,6 +373,10 @@ describe('the special-use address check', () => {
     ['::ffff:127.0.0.1', true],
     ['::ffff:a9fe:a9fe', true], // 169.254.169.254, hex form
     ['64:ff9b::a00:1', true], // NAT64 of 10.0.0.1
+    ['::8.8.8.8', true], // IPv4-compatible (::/96, deprecated): never a real public address
+    ['::a00:1', true], // IPv4-compatible 10.0.0.1, hex form
+    ['::ffff:0:8.8.8.8', true], // IPv4-translated (::ffff:0:0:0/96)
+    ['::ffff:0:7f00:1', true], // IPv4-translated 127.0.0.1
     ['not an address', true],
   ])('%s → %s', (address, special) => {
     expect(isSpecialUseAddress(address)).toBe(special);

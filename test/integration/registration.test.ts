@@ -201,6 +201,33 @@ describe('accepted registrations', () => {
     expect(response.body.application_type).toBe('native');
   });
 
+  test.each([
+    'ms-msdt:/id?PCWDiagnostic',
+    'search-ms:query=x',
+    'ms-officecmd:launch',
+    'ms-word:ofe|u|https://evil.example/x.docx',
+    'view-source:https://evil.example/',
+    'jar:https://evil.example/x.jar!/',
+    'mailto:someone@example.com',
+    'x-app://claude.ai/api/mcp/auth_callback',
+    'myapp://callback',
+  ])('the single-word scheme of %s is refused: not reverse-domain, not a known MCP client (RFC 8252 §7.1)', async (uri) => {
+    const before = await app.db.selectFrom('clients').select('client_id').execute();
+    const response = await register({ client_name: 'Handler', redirect_uris: [uri], token_endpoint_auth_method: 'none' });
+    expect(response.status).toBe(400);
+    expect(response.body.error).toBe('invalid_redirect_uri');
+    expect(response.body.error_description).toMatch(/reverse-domain scheme/);
+    expect(await app.db.selectFrom('clients').select('client_id').execute()).toHaveLength(before.length);
+  });
+
+  test.each(['com.example.app:/cb', 'io.github.someone.mcp-client://oauth', 'vscode-insiders://vscode.github-authentication/did-authenticate', 'windsurf://codeium.windsurf/cb', 'claude://claude.ai/cb'])(
+    'the private-use scheme of %s is accepted',
+    async (uri) => {
+      const response = await register({ client_name: 'Desktop app', redirect_uris: [uri], token_endpoint_auth_method: 'none' });
+      expect(response.status).toBe(201);
+    },
+  );
+
   test('a private-use redirect URI receives the code', async () => {
     const uri = 'cursor://anysphere.cursor-retrieval/oauth/user-mcp/callback';
     const response = await register({ client_name: 'Cursor', redirect_uris: [uri], token_endpoint_auth_method: 'none' });

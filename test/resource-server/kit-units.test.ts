@@ -12,6 +12,8 @@ import {
   AuthorizationServer,
   challenge,
   createResourceServer,
+  effectiveScopes,
+  missingScopes,
   requiredScopesForMcpMessage,
   TokenError,
   verifyAccessToken,
@@ -216,5 +218,18 @@ describe('the package export', () => {
     );
     expect(JSON.parse(out)).toEqual(expect.arrayContaining(['challenge', 'createResourceServer', 'protectedResourceMetadata', 'verifyAccessToken', 'requireToken', 'koaRequireToken']));
     expect(existsSync(new URL('dist/resource-server/index.d.ts', root))).toBe(true);
+  });
+});
+
+describe('names that are also Object.prototype members (issue 15 §9)', () => {
+  it('a scope, tool or method named constructor, toString or __proto__ is a name like any other', () => {
+    for (const name of ['constructor', 'toString', '__proto__', 'hasOwnProperty', 'valueOf']) {
+      expect([...effectiveScopes([name], { 'notes:read': ['notes:list'] })]).toEqual([name]);
+      expect(missingScopes(['notes:read'], [name])).toEqual([name]);
+      expect(missingScopes([name], [name])).toEqual([]);
+      expect(requiredScopesForMcpMessage({ method: name }, { base: ['a'] })).toEqual(['a']);
+      expect(requiredScopesForMcpMessage({ method: 'tools/call', params: { name } }, { base: ['a'], tools: { search: ['b'] } })).toEqual(['a']);
+    }
+    expect([...effectiveScopes(['all'], { all: ['constructor'] })].sort()).toEqual(['all', 'constructor']);
   });
 });

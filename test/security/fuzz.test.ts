@@ -60,13 +60,23 @@ async function countGrantedPayloads(): Promise<number> {
 const loneSurrogate = fc.integer({ min: 0xd800, max: 0xdfff }).map((c) => String.fromCharCode(c));
 const controlChar = fc.integer({ min: 0, max: 0x1f }).map((c) => String.fromCharCode(c));
 
-/** Strings an attacker would try: unicode, control characters, lone surrogates, very long. */
+/**
+ * Characters PostgreSQL refuses in text or jsonb (issue 15 §7, docs/security.md I-37): NUL and
+ * unpaired surrogates, alone, at either end, or inside an otherwise ordinary value.
+ */
+const refusedCharacter = fc.constantFrom('\u0000', '\ud800', '\udbff', '\udc00', '\udfff');
+const withRefusedCharacter = fc
+  .tuple(fc.string({ maxLength: 12 }), refusedCharacter, fc.string({ maxLength: 12 }))
+  .map(([a, c, b]) => `${a}${c}${b}`);
+
+/** Strings an attacker would try: unicode, control characters, NUL, lone surrogates, very long. */
 const hostileString: fc.Arbitrary<string> = fc.oneof(
+  withRefusedCharacter,
   fc.string({ maxLength: 40 }),
   fc.string({ unit: 'binary', maxLength: 40 }),
   fc.string({ unit: 'binary-ascii', maxLength: 40 }),
   fc.string({ unit: fc.oneof(loneSurrogate, controlChar, fc.constantFrom('\u202e', '\ufeff', '\u0000', '<', '"', "'", '\\', '%', '&')), maxLength: 20 }),
-  fc.constantFrom('', ' ', '\u0000', 'null', 'undefined', '__proto__', 'constructor', '<script>alert(1)</script>', '${7*7}', '{{7*7}}', "'; drop table clients; --"),
+  fc.constantFrom('', ' ', '\u0000', '\ud800', '\udc00', 'a\u0000b', 'x\udbff', 'null', 'undefined', '__proto__', 'constructor', '<script>alert(1)</script>', '${7*7}', '{{7*7}}', "'; drop table clients; --"),
   fc.integer({ min: 190, max: 3000 }).map((n) => 'a'.repeat(n)),
   fc.constant('\u{1F600}'.repeat(150)),
 );
@@ -227,7 +237,9 @@ function acceptableRedirectUri(value: unknown): boolean {
   if (['javascript:', 'vbscript:', 'data:', 'blob:', 'file:', 'about:', 'ws:', 'wss:', 'ftp:'].includes(url.protocol)) return false;
   if (url.protocol === 'http:') return ['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname);
   if (url.protocol === 'https:') return url.hostname !== '';
-  return true;
+  // Private-use: a reverse-domain scheme (RFC 8252 §7.1) or a known MCP client's (issue 15 §4).
+  const scheme = url.protocol.slice(0, -1).toLowerCase();
+  return ['cursor', 'vscode', 'vscode-insiders', 'windsurf', 'claude'].includes(scheme) || /^[a-z](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+$/.test(scheme);
 }
 
 /** Whether `location` is one of `uris` (query added by the server ignored; loopback: any port). */
@@ -451,5 +463,51 @@ describe('fuzz: GET /authorize', () => {
   // while the bug above is open. Not a replacement for the test above.
   test('arbitrary parameters, resource at most once: never 5xx; redirects only to a registered redirect URI or /interaction/; no grant or code stored', async () => {
     await authorizeProperty({ repeatResource: false });
+  });
+});
+
+describe('fuzz: POST /token', () => {
+  // Issue 15 §7: a NUL in client_id reached PostgreSQL (a 500, uncounted by the rate limit).
+  test('arbitrary parameters and client ids, in the body or HTTP Basic: never 5xx; a JSON error; no token stored', async () => {
+    const clientIds = [...registered.keys()];
+    const clientId = fc.oneof({ weight: 2, arbitrary: fc.constantFrom(...clientIds) }, { weight: 3, arbitrary: hostileString });
+    const grant = fc.constantFrom('authorization_code', 'refresh_token', 'client_credentials', 'password', '', 'x');
+    const params = fc.record(
+      {
+        grant_type: fc.oneof(grant, hostileString),
+        client_id: clientId,
+        code: hostileString,
+        refresh_token: hostileString,
+        code_verifier: hostileString,
+        redirect_uri: uri,
+        resource: fc.oneof(fc.constant(RESOURCE), hostileString),
+      },
+      { requiredKeys: [] },
+    );
+    await fc.assert(
+      fc.asyncProperty(params, fc.option(clientId, { nil: undefined }), fc.dictionary(hostileString, hostileString, { maxKeys: 2 }), async (known, basic, unknown) => {
+        const body = new URLSearchParams();
+        for (const [k, v] of Object.entries(unknown)) body.append(k, v);
+        for (const [k, v] of Object.entries(known)) if (v !== undefined) body.append(k, v);
+        const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded' };
+        // RFC 6749 §2.3.1: the id form-encoded; a lone surrogate cannot be, and goes as its UTF-8 replacement.
+        const encoded = (() => {
+          try {
+            return encodeURIComponent(basic ?? '');
+          } catch {
+            return (basic ?? '').replace(/:/g, '%3A');
+          }
+        })();
+        if (basic !== undefined) headers.authorization = `Basic ${Buffer.from(`${encoded}:secret`).toString('base64')}`;
+        const before = await countGrantedPayloads();
+        const response = await fetch(`${app.issuer}/token`, { method: 'POST', headers, body });
+        const text = await response.text();
+        expect(response.status, text.slice(0, 500)).toBeLessThan(500);
+        expect(response.status, text.slice(0, 500)).toBeGreaterThanOrEqual(400);
+        expect(typeof (parseJson(text) as Record<string, unknown> | undefined)?.error, text.slice(0, 500)).toBe('string');
+        expect(await countGrantedPayloads()).toBe(before);
+      }),
+      runs(150),
+    );
   });
 });

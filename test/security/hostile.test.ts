@@ -303,7 +303,8 @@ describe('redirect_uri at /authorize: no redirect to anything unregistered', () 
       const r = await firstResponse(authorizeUrl(client, { redirect_uri: redirectUri, code_challenge: challenge, code_challenge_method: 'S256' }));
       expect(r.status).toBe(400);
       expect(r.location).toBeUndefined();
-      expect(r.body).toContain('invalid_redirect_uri');
+      // A NUL never reaches oidc-provider: the hostile-input guard answers invalid_request (I-37).
+      expect(r.body).toContain(redirectUri.includes('\u0000') ? 'invalid_request' : 'invalid_redirect_uri');
       expect(r.body).not.toContain('evil.com/cb"');
       expectFramingHeaders(r.response, 'error page');
       expect(await snapshot()).toEqual(before);
@@ -488,7 +489,8 @@ describe('/register with hostile input', () => {
     ['a tab in client_name', () => JSON.stringify({ ...ok, client_name: 'evil\tname' }), 400, 'invalid_client_metadata'],
     ['an escape sequence in client_name', () => JSON.stringify({ ...ok, client_name: 'evil\u001b[31mred' }), 400, 'invalid_client_metadata'],
     ['a 201-character client_name', () => JSON.stringify({ ...ok, client_name: 'a'.repeat(201) }), 400, 'invalid_client_metadata'],
-    ['a NUL byte in a redirect URI', () => JSON.stringify({ ...ok, redirect_uris: ['https://app.example.com/cb\u0000'] }), 400, 'invalid_redirect_uri'],
+    // Refused by the hostile-input guard before any field is looked at (I-37).
+    ['a NUL byte in a redirect URI', () => JSON.stringify({ ...ok, redirect_uris: ['https://app.example.com/cb\u0000'] }), 400, 'invalid_client_metadata'],
     ['CR/LF in a redirect URI', () => JSON.stringify({ ...ok, redirect_uris: ['https://app.example.com/cb\r\nLocation: https://evil.com'] }), 400, 'invalid_redirect_uri'],
     ['a fragment in a redirect URI', () => JSON.stringify({ ...ok, redirect_uris: ['https://app.example.com/cb#x'] }), 400, 'invalid_redirect_uri'],
     ['credentials in a redirect URI', () => JSON.stringify({ ...ok, redirect_uris: ['https://u:p@app.example.com/cb'] }), 400, 'invalid_redirect_uri'],
