@@ -53,6 +53,33 @@ export function createApiTokens(db: DB) {
       return result.numUpdatedRows > 0n;
     },
 
+    /**
+     * Revokes one active token, whoever's it is (an administrator may revoke any, issue 15 §9).
+     * Returns the revoked token's owner and name, or undefined when there was no such active token.
+     */
+    async revokeAny(id: string): Promise<{ accountId: string; name: string } | undefined> {
+      if (!/^[0-9a-f-]{36}$/i.test(id)) return undefined;
+      const row = await current(db)
+        .updateTable('admin_api_tokens')
+        .set({ revoked_at: sql<Date>`now()` })
+        .where('id', '=', id)
+        .where('revoked_at', 'is', null)
+        .returning(['account_id', 'name'])
+        .executeTakeFirst();
+      return row && { accountId: row.account_id, name: row.name };
+    },
+
+    /** Revokes every active token of an account (its password was reset, or it was disabled); how many. */
+    async revokeAllOf(accountId: string): Promise<number> {
+      const result = await current(db)
+        .updateTable('admin_api_tokens')
+        .set({ revoked_at: sql<Date>`now()` })
+        .where('account_id', '=', accountId)
+        .where('revoked_at', 'is', null)
+        .executeTakeFirst();
+      return Number(result.numUpdatedRows);
+    },
+
     /** The admin a bearer token acts as, or undefined. */
     async authenticate(token: string): Promise<{ accountId: string; email: string; tokenName: string } | undefined> {
       if (!token.startsWith(TOKEN_PREFIX) || token.length > 100) return undefined;

@@ -344,12 +344,18 @@ export function createApiRouter(deps: ApiDeps): Router<AdminState> {
     ctx.status = 201;
     ctx.body = { ...info, token, note: 'the token is shown once: store it now' };
   });
+  // Any administrator may revoke any administrator's token (a leaked token must not wait for its
+  // owner, issue 15 §9); the audit event names the owner and who revoked it.
   router.delete('/tokens/:id', async (ctx) => {
-    const { accountId } = caller(ctx);
     await inTransaction(deps.db, async () => {
-      const active = (await tokens.list(accountId)).find((t) => t.id === ctx.params.id && !t.revokedAt);
-      if (!active || !(await tokens.revoke(accountId, active.id))) throw new ApiError(404, 'not_found', 'no such active token of yours');
-      await deps.audit.record({ event: 'admin.api_token_revoked', actor: actor(ctx), accountId, details: { token_id: active.id, name: active.name } });
+      const revoked = await tokens.revokeAny(ctx.params.id ?? '');
+      if (!revoked) throw new ApiError(404, 'not_found', 'no such active API token');
+      await deps.audit.record({
+        event: 'admin.api_token_revoked',
+        actor: actor(ctx),
+        accountId: revoked.accountId,
+        details: { token_id: ctx.params.id, name: revoked.name, ...(revoked.accountId !== caller(ctx).accountId ? { owner_account_id: revoked.accountId } : {}) },
+      });
     });
     ctx.status = 204;
   });

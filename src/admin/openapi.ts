@@ -200,7 +200,7 @@ export const OPENAPI_DOCUMENT = {
       },
     },
     '/tokens/{id}': {
-      delete: { summary: 'Revoke one of your API tokens', parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string', format: 'uuid' } }], responses: { 204: { description: 'Revoked' }, 401: error, 403: error, 404: error } },
+      delete: { summary: 'Revoke an API token (any administrator\'s: audited with its owner)', parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string', format: 'uuid' } }], responses: { 204: { description: 'Revoked' }, 401: error, 403: error, 404: error } },
     },
   },
   components: {

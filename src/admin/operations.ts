@@ -9,6 +9,7 @@ import type { AuditLog } from '../audit/audit-log.ts';
 import type { ClientsService } from '../clients/clients.service.ts';
 import type { DB } from '../db/database.ts';
 import { inTransaction } from '../db/unit-of-work.ts';
+import { createApiTokens } from './api-tokens.ts';
 import type { Connection, ConnectionsRepository } from '../oidc/connections.repository.ts';
 import type { Resource } from '../resources/resources.repository.ts';
 import { resourceUpdateDetails, scopeIncludes, type AddResourceInput, type ResourcesService, type UpdateResourceInput } from '../resources/resources.service.ts';
@@ -62,11 +63,16 @@ export function createAdminOperations(deps: OperationsDeps) {
       });
     },
 
-    /** Disables an account (ending its sessions and refresh tokens); `byAccountId` may not disable itself. */
+    /**
+     * Disables an account (ending its sessions and refresh tokens); `byAccountId` may not disable
+     * itself. An administrator's personal API tokens are revoked too, so enabling the account again
+     * does not bring them back (issue 15 §9).
+     */
     disableUser(id: string, byAccountId: string | undefined, actor: string) {
       return inTransaction(deps.db, async () => {
         const changed = await deps.accounts.disable(id, byAccountId);
-        await deps.audit.record({ event: 'user.disabled', actor, accountId: changed.id, details: { email: changed.email, ended_sessions: changed.endedSessions } });
+        const revokedApiTokens = await createApiTokens(deps.db).revokeAllOf(changed.id);
+        await deps.audit.record({ event: 'user.disabled', actor, accountId: changed.id, details: { email: changed.email, ended_sessions: changed.endedSessions, revoked_api_tokens: revokedApiTokens } });
         return changed;
       });
     },
@@ -79,11 +85,12 @@ export function createAdminOperations(deps: OperationsDeps) {
       });
     },
 
-    /** Sets a new password and ends the account's sessions. */
+    /** Sets a new password, ends the account's sessions and revokes its personal API tokens (issue 15 §9). */
     resetPassword(id: string, password: string, actor: string) {
       return inTransaction(deps.db, async () => {
         const changed = await deps.accounts.resetPassword(id, password);
-        await deps.audit.record({ event: 'user.password_reset', actor, accountId: changed.id, details: { email: changed.email, ended_sessions: changed.endedSessions } });
+        const revokedApiTokens = await createApiTokens(deps.db).revokeAllOf(changed.id);
+        await deps.audit.record({ event: 'user.password_reset', actor, accountId: changed.id, details: { email: changed.email, ended_sessions: changed.endedSessions, revoked_api_tokens: revokedApiTokens } });
         return changed;
       });
     },

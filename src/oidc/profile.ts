@@ -293,6 +293,18 @@ export function createProvider(deps: ProviderDeps): Provider {
     await next();
   });
 
+  // Discovery says `response_modes_supported: ["query"]`, and Gatehouse means it (issue 15 §9):
+  // oidc-provider would also answer in `fragment` or `form_post`. Any other mode is named so that
+  // oidc-provider refuses it as unsupported itself — `unsupported_response_mode`, delivered in the
+  // query (OAuth 2.0 Multiple Response Types §2.1; the error is not sent in the mode it refused).
+  provider.use(async function onlyQueryResponseMode(ctx, next) {
+    if (ctx.method === 'GET' && ctx.path === ROUTES.authorization) {
+      const mode = ctx.query.response_mode;
+      if (mode !== undefined && mode !== 'query') ctx.query = { ...ctx.query, response_mode: 'unsupported' };
+    }
+    await next();
+  });
+
   // RFC 9700 §4.11.2: redirect automatically only to trusted URIs. The redirect URIs of a client
   // nobody approved (pending, rejected, suspended: open registration lets anyone register any URI)
   // are trusted by nobody, so whatever went wrong — prompt=none, PKCE missing, an unsupported

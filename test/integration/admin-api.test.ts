@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { createApiTokens } from '../../src/admin/api-tokens.ts';
 import { OPENAPI_DOCUMENT } from '../../src/admin/openapi.ts';
 import { createAdmin, signInAdmin, type AdminBrowser } from '../support/admin.ts';
 import { seed, startTestApp, TEST_PASSWORD, type TestApp } from '../support/app.ts';
@@ -108,7 +109,7 @@ describe('authentication', () => {
     // Revoking it again is a 404 and records nothing.
     expect((await api('/tokens/' + second.id, { method: 'DELETE', token })).status).toBe(404);
     expect((await lastEvent('admin.api_token_revoked'))!.id).toBe(revoked!.id);
-    // A user's password never opens the API.
+    // A user's password never opens the API (below); and see "another administrator's tokens".
     expect((await api('/me', { headers: { authorization: `Basic ${Buffer.from(`alice@example.com:${TEST_PASSWORD}`).toString('base64')}` } })).status).toBe(401);
   });
 
@@ -339,5 +340,31 @@ describe('the OpenAPI document', () => {
       expect(r.status, op).not.toBe(405);
       if (r.status === 404) expect(((await r.json()) as { error: string }).error, op).toBe('not_found');
     }
+  });
+});
+
+describe('another administrator\'s tokens (issue 15 §9)', () => {
+  test('any administrator may revoke any API token, audited with its owner', async () => {
+    const other = await app.accounts.create('other-admin@example.com', TEST_PASSWORD, 'admin');
+    const theirs = await createApiTokens(app.db).create(other.id, 'their laptop');
+    expect((await api('/me', { token: theirs.token })).status).toBe(200);
+    expect((await api('/tokens/' + theirs.info.id, { method: 'DELETE', token })).status).toBe(204);
+    expect((await api('/me', { token: theirs.token })).status).toBe(401);
+    expect(await lastEvent('admin.api_token_revoked')).toMatchObject({ actor: ACTOR, accountId: other.id, details: { token_id: theirs.info.id, name: 'their laptop', owner_account_id: other.id } });
+  });
+
+  test('a password reset and a disable revoke the account\'s tokens, and enabling it again does not bring them back', async () => {
+    const other = await app.accounts.create('reset-admin@example.com', TEST_PASSWORD, 'admin');
+    const first = await createApiTokens(app.db).create(other.id, 'before the reset');
+    const reset = await api(`/users/${other.id}/password`, { method: 'POST', token, body: { password: 'another long passphrase' } });
+    expect(reset.status).toBe(200);
+    expect((await api('/me', { token: first.token })).status).toBe(401);
+    expect(await lastEvent('user.password_reset')).toMatchObject({ accountId: other.id, details: { revoked_api_tokens: 1 } });
+
+    const second = await createApiTokens(app.db).create(other.id, 'before the disable');
+    expect((await api(`/users/${other.id}/disable`, { method: 'POST', token })).status).toBe(200);
+    expect((await api(`/users/${other.id}/enable`, { method: 'POST', token })).status).toBe(200);
+    expect((await api('/me', { token: second.token })).status).toBe(401);
+    expect(await lastEvent('user.disabled')).toMatchObject({ accountId: other.id, details: { revoked_api_tokens: 1 } });
   });
 });

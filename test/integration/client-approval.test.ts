@@ -266,6 +266,18 @@ describe('a client nobody approved never gets a redirect, whatever the error (is
     expect(location.searchParams.get('error')).toBe('login_required');
     expect(location.searchParams.get('iss')).toBe(app.issuer);
     expect(location.searchParams.get('state')).toBe('attacker-state');
+    // Only the query response mode, as discovery says (issue 15 §9); the refusal itself comes in the query.
+    for (const mode of ['form_post', 'fragment', 'web_message', 'query.jwt']) {
+      const answer = await authorize(approved.client_id, { response_mode: mode });
+      expect(answer.status, mode).toBe(303);
+      const to = new URL(answer.headers.get('location')!);
+      expect(to.origin + to.pathname).toBe(EVIL);
+      expect(to.hash).toBe('');
+      expect(to.searchParams.get('error')).toBe('unsupported_response_mode');
+      expect(to.searchParams.get('iss')).toBe(app.issuer);
+    }
+    const explicit = await authorize(approved.client_id, { response_mode: 'query', prompt: 'none' });
+    expect(new URL(explicit.headers.get('location')!).searchParams.get('error')).toBe('login_required');
     // The README's list: what an approved client is told, before anyone signed in.
     for (const [params, error] of [
       [{ code_challenge: '', code_challenge_method: '' }, 'invalid_request'],
