@@ -12,7 +12,7 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { seed, startTestApp, type TestApp } from '../support/app.ts';
 import { startDocumentServer, TEST_DOCUMENT_TRUST, type DocumentServer } from '../support/document-server.ts';
-import { authorizationUrl, authorizeInBrowser, browse, CookieJar, pkcePair, REDIRECT_URI, registerClient } from '../support/oauth.ts';
+import { authorizationUrl, authorizeInBrowser, browse, codeAuthorizationUrl, CookieJar, pkcePair, REDIRECT_URI, registerClient } from '../support/oauth.ts';
 
 const RESOURCE = 'https://mcp.example.com';
 let app: TestApp;
@@ -84,14 +84,7 @@ test('pages show a client-supplied name isolated, so it cannot reorder the sente
   const jar = new CookieJar();
   let response = await browse(
     jar,
-    authorizationUrl(app.issuer, {
-      client_id: client.client_id,
-      response_type: 'code',
-      redirect_uri: client.redirect_uris[0],
-      code_challenge: pkcePair().challenge,
-      code_challenge_method: 'S256',
-      resource: RESOURCE,
-    }),
+    codeAuthorizationUrl(app.issuer, client, { resource: RESOURCE }),
   );
   while (response.status === 303 || response.status === 302) response = await browse(jar, new URL(response.headers.get('location')!, app.issuer));
   const html = await response.text();

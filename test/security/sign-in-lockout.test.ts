@@ -13,7 +13,7 @@ import { createDeviceCookies, DEVICE_COOKIE_SECONDS } from '../../src/accounts/d
 import { ACCOUNT, ACCOUNT_ADDRESS } from '../../src/accounts/sign-in-throttle.ts';
 import { ADMIN_PASSWORD, createAdmin, csrfOf, formBody } from '../support/admin.ts';
 import { seed, startTestApp, type TestApp } from '../support/app.ts';
-import { authorizationUrl, authorizeInBrowser, browse, CookieJar, pkcePair, registerClient } from '../support/oauth.ts';
+import { authorizeInBrowser, browse, codeAuthorizationUrl, CookieJar, registerClient } from '../support/oauth.ts';
 
 const RESOURCE = 'https://mcp.example.com';
 const USER_PASSWORD = 'the owner’s long password';
@@ -74,14 +74,7 @@ const fromAddress =
 async function userLoginForm(address: string) {
   const jar = new CookieJar();
   const go = fromAddress(address);
-  const url = authorizationUrl(app.issuer, {
-    client_id: client.client_id,
-    response_type: 'code',
-    redirect_uri: client.redirect_uris[0],
-    code_challenge: pkcePair().challenge,
-    code_challenge_method: 'S256',
-    resource: RESOURCE,
-  });
+  const url = codeAuthorizationUrl(app.issuer, client, { resource: RESOURCE });
   let response = await browse(jar, url, {}, go);
   while (response.status >= 300 && response.status < 400) response = await browse(jar, new URL(response.headers.get('location')!, app.issuer), {}, go);
   const html = await response.text();
@@ -178,14 +171,7 @@ describe('wrong passwords from elsewhere do not lock the owner out', () => {
     const email = 'owner-user@example.com';
     await app.accounts.create(email, USER_PASSWORD);
     const url = () =>
-      authorizationUrl(app.issuer, {
-        client_id: client.client_id,
-        response_type: 'code',
-        redirect_uri: client.redirect_uris[0],
-        code_challenge: pkcePair().challenge,
-        code_challenge_method: 'S256',
-        resource: RESOURCE,
-      });
+      codeAuthorizationUrl(app.issuer, client, { resource: RESOURCE });
     const seen: string[] = [];
     await authorizeInBrowser(url(), { email, password: USER_PASSWORD, fetch: fromAddress('192.0.2.20', seen) });
     const device = seen.find((c) => c.startsWith('gh_device_'));

@@ -123,6 +123,18 @@ export async function registerClient(issuer: string, body: Record<string, unknow
   return json;
 }
 
+/** A code request for `client` at its first redirect URI, with a fresh S256 challenge (the verifier is not kept). */
+export function codeAuthorizationUrl(issuer: string, client: Record<string, any>, extra: Record<string, string | undefined> = {}): URL {
+  return authorizationUrl(issuer, {
+    client_id: client.client_id,
+    response_type: 'code',
+    redirect_uri: client.redirect_uris[0],
+    code_challenge: pkcePair().challenge,
+    code_challenge_method: 'S256',
+    ...extra,
+  });
+}
+
 export function authorizationUrl(issuer: string, params: Record<string, string | undefined>): URL {
   const url = new URL(`${issuer}/authorize`);
   for (const [k, v] of Object.entries(params)) if (v !== undefined) url.searchParams.append(k, v);
