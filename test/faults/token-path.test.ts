@@ -272,10 +272,12 @@ describe('sessions survive faults', () => {
     await Promise.all(load);
     // Everyone still refreshes: nobody has to sign in again.
     const finals = await Promise.all(all.map((chain) => refreshUntilAnswered(chain)));
-    // A refresh answered 503 that committed anyway shows up as a retry that needed the grace: a
-    // retry that found its token unconsumed rotated it normally, and then nothing late can commit.
+    // A refresh answered 503 whose writes had committed (before the freeze, the answer stuck in the
+    // frozen server; or, in the microseconds a freeze can land after the deadline check, late)
+    // shows up as a retry that needed the grace. A retry that found its token unconsumed rotated it
+    // normally, and after that nothing late can commit.
     const graceRetries = (await graceRefreshes()) - graceBefore;
-    measured.freeze = { statuses, answered503: failures.filter((f) => f.status === 503).length, committedAfter503: graceRetries };
+    measured.freeze = { statuses, answered503: failures.filter((f) => f.status === 503).length, retriesThatNeededGrace: graceRetries };
     expect(lost, JSON.stringify(lost)).toEqual([]);
     expect(statuses[500] ?? 0).toBe(0);
     expect(failures.filter((f) => f.status === 503).length).toBeGreaterThan(0);
@@ -358,7 +360,8 @@ describe('sessions survive faults', () => {
     set.lb.pin(3);
     const retries = await Promise.all(all.map((chain) => refreshUntilAnswered(chain)));
     set.lb.roundRobin();
-    measured.sigterm = { exitCode: code, chains: all.length, committedAfterExit: (await graceRefreshes()) - graceBefore };
+    // Retries that needed the grace: refreshes that committed but whose answer was cut at the shutdown bound.
+    measured.sigterm = { exitCode: code, chains: all.length, retriesThatNeededGrace: (await graceRefreshes()) - graceBefore };
     expect(code).toBe(0);
     expect(retries.map((r) => r.status)).toEqual(all.map(() => 200));
     expect((await reuseDetections()) - reuseBefore).toBe(0);
