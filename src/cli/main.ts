@@ -487,20 +487,37 @@ function describeClient(c: ClientRecord): string {
   return `${lines.join('\n')}\n`;
 }
 
-async function clientCommand(config: Config, args: string[]) {
+/**
+ * The id that follows an action word (`client approve ID …`, `connection revoke GRANT_ID`), taken
+ * by position before the options are parsed: oidc-provider's ids are base64url and about 1 in 64
+ * begins with `-`, which parseArgs would read as an unknown option (issue 16). The word after the
+ * action is the id unless it is one of the command's own options.
+ */
+function splitIdArgument(args: string[], options: Record<string, unknown>): { args: string[]; id: string | undefined } {
+  const [action, next, ...rest] = args;
+  const isOption = (word: string) => word === '--' || (word.startsWith('--') && Object.hasOwn(options, word.slice(2).split('=')[0]!));
+  if (action === undefined || next === undefined || isOption(next)) return { args, id: undefined };
+  return { args: [action, ...rest], id: next };
+}
+
+async function clientCommand(config: Config, argv: string[]) {
+  const options = {
+    pending: { type: 'boolean' },
+    status: { type: 'string' },
+    json: { type: 'boolean' },
+    resource: { type: 'string', multiple: true },
+    scopes: { type: 'string', multiple: true },
+    reason: { type: 'string' },
+  } as const;
+  const split = argv[0] === 'list' ? { args: argv, id: undefined } : splitIdArgument(argv, options);
+  const args = split.args;
   const { positionals, values } = parseArgs({
     args,
     allowPositionals: true,
-    options: {
-      pending: { type: 'boolean' },
-      status: { type: 'string' },
-      json: { type: 'boolean' },
-      resource: { type: 'string', multiple: true },
-      scopes: { type: 'string', multiple: true },
-      reason: { type: 'string' },
-    },
+    options,
   });
-  const [action, clientId] = positionals;
+  const [action, positionalId] = positionals;
+  const clientId = split.id ?? positionalId;
   const by = cliActor();
   await withDatabase(config, async ({ db, audit }) => {
     const clients = createClientsService({ db, resources: createResourcesService({ db }), audit });
@@ -547,13 +564,16 @@ function describeConnection(c: Connection): string {
   return `${lines.join('\n')}\n`;
 }
 
-async function connectionCommand(config: Config, args: string[]) {
+async function connectionCommand(config: Config, argv: string[]) {
+  const options = { client: { type: 'string' }, user: { type: 'string' }, json: { type: 'boolean' } } as const;
+  const split = argv[0] === 'revoke' ? splitIdArgument(argv, options) : { args: argv, id: undefined };
   const { positionals, values } = parseArgs({
-    args,
+    args: split.args,
     allowPositionals: true,
-    options: { client: { type: 'string' }, user: { type: 'string' }, json: { type: 'boolean' } },
+    options,
   });
-  const [action, grantId] = positionals;
+  const [action, positionalId] = positionals;
+  const grantId = split.id ?? positionalId;
   await withDatabase(config, async ({ db, audit }) => {
     const connections = createConnectionsRepository(db);
     if (action === 'list') {

@@ -223,6 +223,27 @@ describe('with PostgreSQL', () => {
     expect(JSON.parse(rejected.stdout)).toMatchObject({ clientId: 'cli-client-2', status: 'rejected' });
   });
 
+  test('a client id that begins with "-" (1 in 64 of oidc-provider\'s) is an id, not an unknown option', async () => {
+    const id = '-Xq3vWnYt_k9ZrPb2LmHsA4cDe7FgJ1uV0oNiKxR8yT';
+    await query(`insert into clients (client_id, metadata) values ($1, '{"client_name":"Dash Client"}')`, [id]);
+    const shown = await gatehouse(['client', 'show', id], { env });
+    expect(shown.stderr).toBe('');
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toContain(id);
+    const approved = await gatehouse(['client', 'approve', id, '--resource', 'https://tools.example.com/mcp', '--scopes', 'run'], { env });
+    expect(approved.stderr).toBe('');
+    expect(approved.code).toBe(0);
+    expect((await query<{ status: string }>(`select status from clients where client_id = $1`, [id]))[0]!.status).toBe('approved');
+    // An option where the id belongs is still an option: the usage error, not a client named "--json".
+    const missing = await gatehouse(['client', 'show', '--json'], { env });
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/usage: gatehouse client/);
+    // And a grant id too.
+    const revoked = await gatehouse(['connection', 'revoke', '-no-such-grant'], { env });
+    expect(revoked.code).toBe(2);
+    expect(revoked.stderr).toMatch(/no connection -no-such-grant/);
+  });
+
   test('admin create makes an administrator; a second one with the same email is refused', async () => {
     const created = await gatehouse(['admin', 'create', 'boss@example.com'], { env, input: `${PASSWORD}\n` });
     expect(created.stderr).toBe('');
