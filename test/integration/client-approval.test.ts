@@ -11,7 +11,7 @@ import { ClientInputError } from '../../src/clients/clients.service.ts';
 import { createTrustPolicy } from '../../src/clients/trust-policy.ts';
 import { seed, startTestApp, type TestApp } from '../support/app.ts';
 import { startDocumentServer, TEST_DOCUMENT_TRUST, type DocumentServer } from '../support/document-server.ts';
-import { authorizationUrl, authorizeForCode, browse, CookieJar, exchangeCode, pkcePair, registerClient, tokenRequest } from '../support/oauth.ts';
+import { authorizationUrl, authorizeForCode, browse, codeAuthorizationUrl, CookieJar, exchangeCode, pkcePair, registerClient, tokenRequest } from '../support/oauth.ts';
 
 const RESOURCE = 'https://mcp.example.com';
 const OTHER = 'https://other.example.com/mcp';
@@ -224,16 +224,7 @@ describe('a client nobody approved never gets a redirect, whatever the error (is
 
   /** One request to /authorize as a hostile link would make it, without following anything. */
   async function authorize(clientId: string, params: Record<string, string | undefined>) {
-    const url = authorizationUrl(app.issuer, {
-      client_id: clientId,
-      response_type: 'code',
-      redirect_uri: EVIL,
-      code_challenge: pkcePair().challenge,
-      code_challenge_method: 'S256',
-      resource: RESOURCE,
-      state: 'attacker-state',
-      ...params,
-    });
+    const url = codeAuthorizationUrl(app.issuer, { client_id: clientId, redirect_uris: [EVIL] }, { resource: RESOURCE, state: 'attacker-state', ...params });
     for (const [k, v] of [...url.searchParams]) if (v === '') url.searchParams.delete(k);
     return fetch(url, { redirect: 'manual' });
   }
